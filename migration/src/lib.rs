@@ -1,0 +1,44 @@
+//! Schema migrations for calltrail, applied at start-up and by the `migration` CLI.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_calls;
+mod m20261127_000002_create_call_events;
+mod m20261127_000003_create_call_revisions;
+mod m20261127_000004_create_deliveries;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_create_calls::Migration),
+            Box::new(m20261127_000002_create_call_events::Migration),
+            Box::new(m20261127_000003_create_call_revisions::Migration),
+            Box::new(m20261127_000004_create_deliveries::Migration),
+        ]
+    }
+}
+
+/// An auto-increment 64-bit primary key.
+fn id_column<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name)
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
+fn index(
+    table: impl IntoIden + Copy,
+    name: &str,
+    columns: &[&'static str],
+) -> IndexCreateStatement {
+    let mut stmt = Index::create();
+    stmt.name(name).table(table);
+    for column in columns {
+        stmt.col(Alias::new(*column));
+    }
+    stmt.to_owned()
+}

@@ -1,0 +1,153 @@
+//! The HTTP application: the router, binding (port 0 allowed) and graceful shutdown.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::error::AppError;
+use crate::graphql::{self, Limits};
+use crate::store::Store;
+use crate::store::ingest::Ingestor;
+use crate::webhook::{self, WebhookState, auth::Tokens};
+
+/// Largest GraphQL request body accepted.
+pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
+
+/// The router over an opened, migrated store.
+pub fn router(store: Store, settings: &Settings) -> Router {
+    let webhook_state = WebhookState {
+        tokens: Arc::new(Tokens::new(&settings.tokens())),
+        ingestor: Ingestor::start(store.clone()),
+    };
+    let schema = graphql::schema(
+        store.clone(),
+        Limits {
+            max_page_size: settings.max_page_size,
+        },
+    );
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/doubletick",
+            post(webhook::receive).fallback(webhook::method_not_allowed),
+        )
+        .with_state(webhook_state);
+    let api = Router::new()
+        .route(
+            "/graphql",
+            get(graphql::graphiql)
+                .post(graphql::execute)
+                .fallback(webhook::method_not_allowed),
+        )
+        .layer(RequestBodyLimitLayer::new(MAX_GRAPHQL_BODY_BYTES))
+        .with_state(schema);
+    Router::new()
+        .route("/health", get(health))
+        .with_state(store)
+        .merge(webhooks)
+        .merge(api)
+        .fallback(not_found)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            AppError::Internal("a request handler panicked".into()).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn health(axum::extract::State(store): axum::extract::State<Store>) -> Response {
+    if store.ping().await {
+        axum::Json(json!({ "status": "ok" })).into_response()
+    } else {
+        AppError::Unavailable("health check: database unreachable".into()).into_response()
+    }
+}
+
+async fn not_found() -> Response {
+    AppError::NotFound.into_response()
+}
+
+/// A server running in the background (used by `serve` and by the tests).
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Stops accepting, finishes in-flight requests, and waits.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server stops by itself.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+    }
+
+    /// A sender that triggers graceful shutdown.
+    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+}
+
+/// Opens and migrates the store, binds `settings.addr`, and serves in the background.
+///
+/// Refuses to listen on a non-loopback address without a webhook token: anyone could
+/// otherwise forge calls.
+pub async fn spawn(settings: &Settings) -> Result<RunningApp, AppError> {
+    let listener = TcpListener::bind(&settings.addr)
+        .await
+        .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", settings.addr)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    if settings.tokens().is_empty() {
+        if !addr.ip().is_loopback() {
+            return Err(AppError::Internal(format!(
+                "refusing to listen on {addr} without a webhook token: set CALLTRAIL_WEBHOOK_TOKEN (or --webhook-token), or bind a loopback address"
+            )));
+        }
+        tracing::warn!(
+            "NO WEBHOOK TOKEN CONFIGURED: anyone who can reach {addr} can post calls. Fine for local use; set CALLTRAIL_WEBHOOK_TOKEN before exposing calltrail."
+        );
+    }
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    let app = router(store.clone(), settings);
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningApp {
+        addr,
+        store,
+        shutdown: Some(shutdown),
+        task,
+    })
+}

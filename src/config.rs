@@ -1,0 +1,85 @@
+//! Settings: one struct, read from flags with environment fallbacks; tests build it in code.
+use clap::{Args, Parser, Subcommand};
+
+/// The default store: an SQLite file in the working directory, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://calltrail.db?mode=rwc";
+
+/// Everything a running calltrail needs to know.
+#[derive(Clone, Debug, Args)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "CALLTRAIL_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub addr: String,
+    /// `sqlite://path?mode=rwc` (embedded) or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Webhook secret(s), comma-separated so a secret can be rotated without downtime.
+    #[arg(
+        long,
+        env = "CALLTRAIL_WEBHOOK_TOKEN",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub webhook_token: Vec<String>,
+    /// Largest `first`/`last` a GraphQL page may ask for.
+    #[arg(
+        long,
+        env = "CALLTRAIL_MAX_PAGE_SIZE",
+        default_value_t = 500,
+        global = true
+    )]
+    pub max_page_size: u64,
+}
+
+impl Settings {
+    /// Settings for `database_url` with every other value at its default.
+    pub fn for_database(database_url: impl Into<String>) -> Settings {
+        Settings {
+            addr: "127.0.0.1:0".into(),
+            database_url: database_url.into(),
+            webhook_token: Vec::new(),
+            max_page_size: 500,
+        }
+    }
+
+    /// The configured webhook tokens, blanks dropped.
+    pub fn tokens(&self) -> Vec<String> {
+        self.webhook_token
+            .iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+/// calltrail: DoubleTick call webhooks in, a queryable call record out over GraphQL.
+#[derive(Debug, Parser)]
+#[command(name = "calltrail", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Re-process logged deliveries, reporting what each became.
+    Replay {
+        /// Re-process the deliveries that were rejected and not yet resolved.
+        #[arg(long)]
+        rejected: bool,
+    },
+}

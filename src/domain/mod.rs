@@ -1,0 +1,14 @@
+//! Pure types and rules of a call record: no HTTP, no SQL, no GraphQL.
+pub mod call;
+pub mod event;
+pub mod filter;
+pub mod lifecycle;
+pub mod phone;
+pub mod stats;
+
+pub use call::{Anomaly, Call, Direction};
+pub use event::{CallEvent, CallFields, EventKind, FieldError};
+pub use filter::{
+    CallFilter, CallOrder, IntRange, OrderField, PageRequest, SortDirection, TimeRange,
+};
+pub use lifecycle::{CallState, fold};

@@ -1,0 +1,1 @@
+//! Call statistics: what is counted and how calls are grouped.

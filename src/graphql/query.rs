@@ -1,0 +1,99 @@
+//! The query root: one call, and pages of calls.
+use async_graphql::{Context, ID, Object};
+
+use super::inputs::{CallFilter, CallOrder};
+use super::types::{Call, CallConnection};
+use super::{GqlResult, Limits, gql};
+use crate::domain::{self, PageRequest};
+use crate::error::AppError;
+use crate::store::Store;
+
+/// Page size when neither `first` nor `last` is given.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// One concluded call by its DoubleTick `callId`; `null` when there is none.
+    async fn call(&self, ctx: &Context<'_>, call_id: ID) -> GqlResult<Option<Call>> {
+        let store = ctx.data::<Store>()?;
+        Ok(store.call(&call_id).await.map_err(gql)?.map(Call))
+    }
+
+    /// Concluded calls matching `filter`, newest `endedAt` first unless `orderBy` says
+    /// otherwise, paged by cursor (`first`/`after` forward, `last`/`before` backward).
+    #[graphql(
+        complexity = "child_complexity * (first.or(last).unwrap_or(50).clamp(1, 500) as usize) + 1"
+    )]
+    async fn calls(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which calls; all concluded calls when omitted.")] filter: Option<
+            CallFilter,
+        >,
+        #[graphql(desc = "Ordering; `ENDED_AT DESC` when omitted.")] order_by: Option<CallOrder>,
+        #[graphql(
+            desc = "Page size going forward (default 50, at most the configured maximum, 500 by default)."
+        )]
+        first: Option<i64>,
+        #[graphql(desc = "Cursor of the call to start after.")] after: Option<String>,
+        #[graphql(desc = "Page size going backward.")] last: Option<i64>,
+        #[graphql(desc = "Cursor of the call to end before.")] before: Option<String>,
+    ) -> GqlResult<CallConnection> {
+        let store = ctx.data::<Store>()?;
+        let limits = ctx.data::<Limits>()?;
+        let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
+        let order = order_by.map(domain::CallOrder::from).unwrap_or_default();
+        let request =
+            page_request(first, after, last, before, limits.max_page_size).map_err(gql)?;
+        let page = store.page(&filter, order, &request).await.map_err(gql)?;
+        Ok(CallConnection::new(page, filter))
+    }
+}
+
+fn page_request(
+    first: Option<i64>,
+    after: Option<String>,
+    last: Option<i64>,
+    before: Option<String>,
+    max: u64,
+) -> Result<PageRequest, AppError> {
+    let size = |argument: &str, n: i64| -> Result<u64, AppError> {
+        if n < 0 {
+            return Err(AppError::bad_input(argument, "must not be negative"));
+        }
+        let n = n as u64;
+        if n > max {
+            return Err(AppError::bad_input(
+                argument,
+                format!("must be at most {max}"),
+            ));
+        }
+        Ok(n)
+    };
+    if first.is_some() && last.is_some() {
+        return Err(AppError::bad_input(
+            "last",
+            "give `first` or `last`, not both",
+        ));
+    }
+    if last.is_some() || (first.is_none() && before.is_some()) {
+        if after.is_some() {
+            return Err(AppError::bad_input(
+                "after",
+                "use `before` when paging backward with `last`",
+            ));
+        }
+        let last = size("last", last.unwrap_or(DEFAULT_PAGE_SIZE as i64))?;
+        return Ok(PageRequest::Backward { last, before });
+    }
+    if before.is_some() {
+        return Err(AppError::bad_input(
+            "before",
+            "use `after` when paging forward with `first`",
+        ));
+    }
+    let first = size("first", first.unwrap_or(DEFAULT_PAGE_SIZE as i64))?;
+    Ok(PageRequest::Forward { first, after })
+}

@@ -1,0 +1,18 @@
+//! calltrail: DoubleTick "Call Ended" webhooks in, a permanent, queryable call record out.
+
+/// The HTTP application: router, binding and graceful shutdown.
+pub mod app;
+/// Settings from flags and environment, and the command line.
+pub mod config;
+/// Pure call-record types and rules: events, lifecycle merging, filters.
+pub mod domain;
+/// The one error type, with HTTP status and stable code.
+pub mod error;
+/// The GraphQL API (the only async-graphql user).
+pub mod graphql;
+/// `calltrail replay`: re-processing logged deliveries.
+pub mod replay;
+/// Persistence (the only sea-orm user): ingestion with group commit, queries.
+pub mod store;
+/// REST ingestion of DoubleTick webhooks.
+pub mod webhook;

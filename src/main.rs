@@ -1,0 +1,102 @@
+//! The `calltrail` binary: parse the command line, start tracing, run.
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use calltrail::config::{Cli, Command};
+use calltrail::{app, graphql, replay, store::Store};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Migrate => match Store::connect(&cli.settings.database_url).await {
+            Ok(store) => store.migrate().await,
+            Err(e) => Err(e),
+        },
+        Command::Replay { rejected } => run_replay(&cli.settings.database_url, rejected).await,
+        Command::Serve => serve(&cli.settings).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let detail = match &e {
+                calltrail::error::AppError::Internal(d)
+                | calltrail::error::AppError::Unavailable(d) => d.clone(),
+                other => other.to_string(),
+            };
+            eprintln!("calltrail: {detail}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: &calltrail::config::Settings) -> Result<(), calltrail::error::AppError> {
+    let mut running = app::spawn(settings).await?;
+    tracing::info!(addr = %running.addr, "calltrail listening; GraphiQL at http://{}/graphql", running.addr);
+    let shutdown = running.take_shutdown();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+    });
+    running
+        .wait()
+        .await
+        .map_err(|e| calltrail::error::AppError::Internal(e.to_string()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_replay(database_url: &str, rejected: bool) -> Result<(), calltrail::error::AppError> {
+    if !rejected {
+        return Err(calltrail::error::AppError::bad_input(
+            "replay",
+            "say what to replay: `calltrail replay --rejected`",
+        ));
+    }
+    let store = Store::connect(database_url).await?;
+    store.migrate().await?;
+    let report = replay::replay_rejected(&store).await?;
+    for r in &report {
+        println!(
+            "delivery {}: {} {}",
+            r.delivery_id,
+            r.outcome,
+            r.call_id.as_deref().unwrap_or("-")
+        );
+    }
+    let still = report.iter().filter(|r| r.outcome == "rejected").count();
+    println!("{} replayed, {} still rejected", report.len(), still);
+    Ok(())
+}

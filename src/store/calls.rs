@@ -1,0 +1,315 @@
+//! Reading calls: one by id, keyset pages of a filtered list, counts, revisions.
+use chrono::{DateTime, Utc};
+use entity::{call, call_revision};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Value,
+};
+
+use super::filter::condition;
+use super::{Store, unavailable};
+use crate::domain::call::CallRevision;
+use crate::domain::filter::{Cursor, CursorKey};
+use crate::domain::lifecycle::CallState;
+use crate::domain::phone;
+use crate::domain::{
+    Anomaly, Call, CallFilter, CallOrder, Direction, OrderField, PageRequest, SortDirection,
+};
+use crate::error::AppError;
+
+/// One page of an ordered call list.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// Calls with the cursor of each.
+    pub items: Vec<(Call, String)>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+}
+
+impl Store {
+    /// The concluded call with DoubleTick id `call_id`.
+    pub async fn call(&self, call_id: &str) -> Result<Option<Call>, AppError> {
+        let model = call::Entity::find()
+            .filter(call::Column::CallId.eq(call_id))
+            .filter(call::Column::EndedAt.is_not_null())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?;
+        model.map(call_from_model).transpose()
+    }
+
+    /// How many concluded calls match `filter`, counted in the database.
+    pub async fn count(&self, filter: &CallFilter) -> Result<u64, AppError> {
+        call::Entity::find()
+            .filter(condition(filter))
+            .count(&self.db)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// One keyset page: rows strictly after (or before) the cursor in `order`, tie-broken by id.
+    pub async fn page(
+        &self,
+        filter: &CallFilter,
+        order: CallOrder,
+        request: &PageRequest,
+    ) -> Result<Page, AppError> {
+        let (size, cursor, backward) = match request {
+            PageRequest::Forward { first, after } => (*first, after.as_deref(), false),
+            PageRequest::Backward { last, before } => (*last, before.as_deref(), true),
+        };
+        let argument = if backward { "before" } else { "after" };
+        let position = cursor
+            .map(|c| Cursor::decode(argument, c, &order, filter))
+            .transpose()?;
+        let column = order_column(order.field);
+        let nullable = order.field == OrderField::StartedAt;
+        // Scanning backward walks the list in reverse; then the rows are flipped back.
+        let ascending = (order.direction == SortDirection::Asc) != backward;
+        let nulls_last = !backward;
+
+        let mut select = call::Entity::find().filter(condition(filter));
+        if let Some(position) = &position {
+            select = select.filter(after_position(
+                column, nullable, ascending, nulls_last, position,
+            ));
+        }
+        let ord = if ascending { Order::Asc } else { Order::Desc };
+        if nullable {
+            let nulls = if nulls_last {
+                NullOrdering::Last
+            } else {
+                NullOrdering::First
+            };
+            select = select.order_by_with_nulls(column, ord.clone(), nulls);
+        } else {
+            select = select.order_by(column, ord.clone());
+        }
+        let mut rows = select
+            .order_by(call::Column::Id, ord)
+            .limit(size + 1)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?;
+        let more = rows.len() as u64 > size;
+        rows.truncate(size as usize);
+        if backward {
+            rows.reverse();
+        }
+        let filter_print = filter.fingerprint();
+        let items = rows
+            .into_iter()
+            .map(|m| {
+                let cursor = Cursor {
+                    order: order.label(),
+                    filter: filter_print.clone(),
+                    key: cursor_key(&m, order.field),
+                    id: m.id,
+                }
+                .encode();
+                call_from_model(m).map(|c| (c, cursor))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (has_next_page, has_previous_page) = if backward {
+            (position.is_some(), more)
+        } else {
+            (more, position.is_some())
+        };
+        Ok(Page {
+            items,
+            has_next_page,
+            has_previous_page,
+        })
+    }
+
+    /// Earlier versions of a call, oldest first.
+    pub async fn revisions(&self, call_id: &str) -> Result<Vec<CallRevision>, AppError> {
+        let rows = call_revision::Entity::find()
+            .filter(call_revision::Column::CallId.eq(call_id))
+            .order_by_asc(call_revision::Column::Revision)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|r| {
+                let call: Call = serde_json::from_str(&r.snapshot)
+                    .map_err(|e| AppError::Internal(format!("revision snapshot: {e}")))?;
+                Ok(CallRevision {
+                    revision: r.revision,
+                    replaced_at: r.replaced_at,
+                    call,
+                })
+            })
+            .collect()
+    }
+}
+
+fn order_column(field: OrderField) -> call::Column {
+    match field {
+        OrderField::EndedAt => call::Column::EndedAt,
+        OrderField::StartedAt => call::Column::StartedAt,
+        OrderField::DurationSeconds => call::Column::DurationSeconds,
+        OrderField::ReceivedAt => call::Column::ReceivedAt,
+    }
+}
+
+fn cursor_key(model: &call::Model, field: OrderField) -> CursorKey {
+    let time = |t: Option<DateTime<Utc>>| t.map_or(CursorKey::Null, CursorKey::Time);
+    match field {
+        OrderField::EndedAt => time(model.ended_at),
+        OrderField::StartedAt => time(model.started_at),
+        OrderField::DurationSeconds => CursorKey::Int(model.duration_seconds),
+        OrderField::ReceivedAt => CursorKey::Time(model.received_at),
+    }
+}
+
+/// Rows strictly after `position` when walking `column` in the given direction, with
+/// NULL keys (only `started_at` has them) either after or before every non-null key.
+fn after_position(
+    column: call::Column,
+    nullable: bool,
+    ascending: bool,
+    nulls_last: bool,
+    position: &Cursor,
+) -> Condition {
+    let id_after = if ascending {
+        call::Column::Id.gt(position.id)
+    } else {
+        call::Column::Id.lt(position.id)
+    };
+    let value: Option<Value> = match &position.key {
+        CursorKey::Time(t) => Some((*t).into()),
+        CursorKey::Int(i) => Some((*i).into()),
+        CursorKey::Null => None,
+    };
+    match value {
+        Some(v) => {
+            let beyond = if ascending {
+                Expr::col(column).gt(v.clone())
+            } else {
+                Expr::col(column).lt(v.clone())
+            };
+            let tie = Condition::all().add(Expr::col(column).eq(v)).add(id_after);
+            let non_null_after = Condition::any().add(beyond).add(tie);
+            if !nullable {
+                non_null_after
+            } else if nulls_last {
+                non_null_after.add(column.is_null())
+            } else {
+                Condition::all()
+                    .add(non_null_after)
+                    .add(column.is_not_null())
+            }
+        }
+        None => {
+            let in_null_block = Condition::all().add(column.is_null()).add(id_after);
+            if nulls_last {
+                in_null_block
+            } else {
+                Condition::any()
+                    .add(in_null_block)
+                    .add(column.is_not_null())
+            }
+        }
+    }
+}
+
+/// The stored row for a folded call state.
+pub(crate) fn model_from_state(
+    state: &CallState,
+    revision: i32,
+    now: DateTime<Utc>,
+) -> call::ActiveModel {
+    let f = &state.fields;
+    let ended_at = if state.concluded { f.ended_at } else { None };
+    call::ActiveModel {
+        id: NotSet,
+        call_id: Set(state.call_id.clone()),
+        status: Set(state.status.clone()),
+        direction: Set(f.direction.map(|d| d.as_wire().to_owned())),
+        customer_id: Set(f.customer_id.clone()),
+        customer_name: Set(f.customer_name.clone()),
+        customer_number: Set(f.customer_number.clone()),
+        customer_digits: Set(f.customer_number.as_deref().map(phone::digits)),
+        waba_number: Set(f.waba_number.clone()),
+        picked_by: Set(f.picked_by.clone()),
+        ended_by: Set(f.ended_by.clone()),
+        rejected_by: Set(f.rejected_by.clone()),
+        device_id: Set(f.device_id.clone()),
+        chat_id: Set(f.chat_id.clone()),
+        chat_message_id: Set(f.chat_message_id.clone()),
+        channel: Set(f.channel.clone()),
+        channel_number: Set(f.channel_number.clone()),
+        pstn_from: Set(f.pstn_from.clone()),
+        pstn_to: Set(f.pstn_to.clone()),
+        failed_reason: Set(f.failed_reason.clone()),
+        started_at: Set(f.started_at),
+        ended_at: Set(ended_at),
+        duration_seconds: Set(f.duration_seconds.unwrap_or(0)),
+        recording_url: Set(f.recording_url.clone()),
+        is_new_caller: Set(f.is_new_caller),
+        is_chat_assigned: Set(f.is_chat_assigned),
+        not_picked_count: Set(state.not_picked_count),
+        anomalies: Set(Anomaly::join(&state.anomalies)),
+        revision: Set(revision),
+        received_at: Set(state.received_at),
+        updated_at: Set(now),
+        raw_content_type: Set(state.raw_content_type.clone()),
+        raw_payload: Set(state.raw_payload.clone()),
+    }
+}
+
+/// A stored concluded row as a domain call.
+pub(crate) fn call_from_model(m: call::Model) -> Result<Call, AppError> {
+    let broken = |what: &str| AppError::Internal(format!("call {} has no {what}", m.call_id));
+    let direction = m
+        .direction
+        .as_deref()
+        .and_then(Direction::from_wire)
+        .ok_or_else(|| broken("direction"))?;
+    let ended_at = m.ended_at.ok_or_else(|| broken("end time"))?;
+    let customer_number = m
+        .customer_number
+        .clone()
+        .ok_or_else(|| broken("customer number"))?;
+    let waba_number = m
+        .waba_number
+        .clone()
+        .ok_or_else(|| broken("business number"))?;
+    Ok(Call {
+        id: m.id,
+        call_id: m.call_id,
+        status: m.status,
+        direction,
+        customer_id: m.customer_id,
+        customer_name: m.customer_name,
+        customer_number,
+        waba_number,
+        picked_by: m.picked_by,
+        ended_by: m.ended_by,
+        rejected_by: m.rejected_by,
+        device_id: m.device_id,
+        chat_id: m.chat_id,
+        chat_message_id: m.chat_message_id,
+        channel: m.channel,
+        channel_number: m.channel_number,
+        pstn_from: m.pstn_from,
+        pstn_to: m.pstn_to,
+        failed_reason: m.failed_reason,
+        started_at: m.started_at,
+        ended_at,
+        duration_seconds: m.duration_seconds,
+        recording_url: m.recording_url,
+        is_new_caller: m.is_new_caller,
+        is_chat_assigned: m.is_chat_assigned,
+        not_picked_count: m.not_picked_count,
+        anomalies: Anomaly::split(&m.anomalies),
+        revision: m.revision,
+        received_at: m.received_at,
+        updated_at: m.updated_at,
+        raw_content_type: m.raw_content_type,
+        raw_payload: m.raw_payload,
+    })
+}

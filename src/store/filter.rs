@@ -1,0 +1,100 @@
+//! A domain [`CallFilter`] as a sea-orm condition on the `calls` table.
+use entity::call::Column;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{ColumnTrait, Condition};
+
+use crate::domain::{CallFilter, IntRange, TimeRange};
+
+/// Concluded calls matching `filter`.
+pub fn condition(filter: &CallFilter) -> Condition {
+    let mut c = Condition::all().add(Column::EndedAt.is_not_null());
+    if let Some(ids) = &filter.call_ids {
+        c = c.add(Column::CallId.is_in(ids.clone()));
+    }
+    if let Some(id) = &filter.customer_id {
+        c = c.add(Column::CustomerId.eq(id.clone()));
+    }
+    if let Some(digits) = &filter.customer_digits {
+        c = c.add(Column::CustomerDigits.eq(digits.clone()));
+    }
+    if let Some(name) = &filter.customer_name {
+        let pattern = format!("%{}%", escape_like(name));
+        c = c.add(
+            Expr::expr(Func::lower(Expr::col(Column::CustomerName)))
+                .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    if let Some(agents) = &filter.picked_by {
+        c = c.add(Column::PickedBy.is_in(agents.clone()));
+    }
+    if let Some(enders) = &filter.ended_by {
+        c = c.add(Column::EndedBy.is_in(enders.clone()));
+    }
+    if let Some(numbers) = &filter.waba_numbers {
+        c = c.add(Column::WabaNumber.is_in(numbers.clone()));
+    }
+    if let Some(direction) = filter.direction {
+        c = c.add(Column::Direction.eq(direction.as_wire()));
+    }
+    if let Some(statuses) = &filter.statuses {
+        c = c.add(Column::Status.is_in(statuses.clone()));
+    }
+    if let Some(channel) = &filter.channel {
+        c = c.add(Column::Channel.eq(channel.clone()));
+    }
+    if let Some(range) = &filter.ended_at {
+        c = time_range(c, Column::EndedAt, range);
+    }
+    if let Some(range) = &filter.started_at {
+        c = time_range(c, Column::StartedAt, range);
+    }
+    if let Some(range) = &filter.duration_seconds {
+        c = int_range(c, Column::DurationSeconds, range);
+    }
+    if let Some(has) = filter.has_recording {
+        c = c.add(if has {
+            Column::RecordingUrl.is_not_null()
+        } else {
+            Column::RecordingUrl.is_null()
+        });
+    }
+    if let Some(has) = filter.has_anomalies {
+        c = c.add(if has {
+            Column::Anomalies.ne("")
+        } else {
+            Column::Anomalies.eq("")
+        });
+    }
+    c
+}
+
+fn time_range(mut c: Condition, column: Column, range: &TimeRange) -> Condition {
+    if let Some(from) = range.from {
+        c = c.add(column.gte(from));
+    }
+    if let Some(to) = range.to {
+        c = c.add(column.lt(to));
+    }
+    c
+}
+
+fn int_range(mut c: Condition, column: Column, range: &IntRange) -> Condition {
+    if let Some(min) = range.min {
+        c = c.add(column.gte(min));
+    }
+    if let Some(max) = range.max {
+        c = c.add(column.lte(max));
+    }
+    c
+}
+
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    escaped
+}

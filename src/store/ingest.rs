@@ -1,0 +1,455 @@
+//! Durable ingestion with group commit: one writer task batches concurrent deliveries into one
+//! transaction and answers each only after that transaction has committed.
+use chrono::{DateTime, Utc};
+use entity::{call, call_event, call_revision, delivery};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::calls::{call_from_model, model_from_state};
+use super::{Store, unavailable};
+use crate::domain::lifecycle::{AppliedEvent, fold};
+use crate::domain::{CallEvent, EventKind};
+use crate::error::AppError;
+
+/// Most deliveries committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Deliveries waiting for the writer before senders are made to wait.
+const QUEUE_DEPTH: usize = 4096;
+
+/// What the webhook handler decided a delivery is, ready to be logged and applied.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub received_at: DateTime<Utc>,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub verdict: Verdict,
+    /// The delivery this one re-processes (`calltrail replay`).
+    pub replay_of: Option<i64>,
+}
+
+/// The parse result of a delivery.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    Call(Box<CallEvent>),
+    NotACall {
+        event: Option<String>,
+        call_id: Option<String>,
+        reason: String,
+    },
+    Rejected {
+        event: Option<String>,
+        call_id: Option<String>,
+        reason: String,
+    },
+}
+
+/// What happened to a delivery, as logged and as answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new concluded call (or an in-progress call that has now concluded).
+    Stored,
+    /// A concluded call changed; its previous version is kept as a revision.
+    Updated,
+    /// An event merged into a call still in progress, or one that changed nothing visible.
+    Merged,
+    /// The same event was already applied: nothing changed.
+    Duplicate,
+    /// Valid, but not a call event (permission reply, unknown event).
+    Ignored,
+    /// Not storable; kept in the log with the reason.
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Updated => "updated",
+            Outcome::Merged => "merged",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// The acknowledgement of a committed delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub delivery_id: i64,
+    pub outcome: Outcome,
+    pub call_id: Option<String>,
+    /// Whether the call has concluded (and so appears in queries).
+    pub concluded: bool,
+}
+
+struct Job {
+    incoming: Incoming,
+    reply: oneshot::Sender<Result<Receipt, AppError>>,
+}
+
+/// Handle to the writer task. Cloning shares the one writer.
+#[derive(Clone, Debug)]
+pub struct Ingestor {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Ingestor {
+    /// Starts the writer task on `store`.
+    pub fn start(store: Store) -> Ingestor {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(write_loop(store, queue));
+        Ingestor { jobs }
+    }
+
+    /// Logs and applies one delivery; returns once it is committed.
+    pub async fn submit(&self, incoming: Incoming) -> Result<Receipt, AppError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { incoming, reply })
+            .await
+            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?
+    }
+}
+
+async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&store, batch).await;
+    }
+}
+
+/// Commits a batch in one transaction; if that fails, each job is retried alone so one
+/// failing delivery cannot take the others down with it.
+async fn commit_batch(store: &Store, batch: Vec<Job>) {
+    let incomings: Vec<&Incoming> = batch.iter().map(|j| &j.incoming).collect();
+    match apply_in_transaction(store, &incomings).await {
+        Ok(receipts) => {
+            for (job, receipt) in batch.into_iter().zip(receipts) {
+                let _ = job.reply.send(Ok(receipt));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some(job) = batch.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying one by one");
+            for job in batch {
+                let result = apply_in_transaction(store, &[&job.incoming])
+                    .await
+                    .map(|mut r| r.remove(0));
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+async fn apply_in_transaction(
+    store: &Store,
+    incomings: &[&Incoming],
+) -> Result<Vec<Receipt>, AppError> {
+    let txn = store
+        .db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    if store.is_postgres() {
+        lock_calls(&txn, incomings).await?;
+    }
+    let mut receipts = Vec::with_capacity(incomings.len());
+    for incoming in incomings {
+        receipts.push(apply(&txn, incoming).await?);
+    }
+    txn.commit().await.map_err(unavailable)?;
+    Ok(receipts)
+}
+
+/// Serialises writers of the same call across instances sharing one PostgreSQL: advisory
+/// transaction locks on the batch's call ids, taken in a fixed order so batches cannot deadlock.
+async fn lock_calls(txn: &DatabaseTransaction, incomings: &[&Incoming]) -> Result<(), AppError> {
+    let mut keys: Vec<i64> = incomings
+        .iter()
+        .filter_map(|i| match &i.verdict {
+            Verdict::Call(event) => Some(lock_key(&event.call_id)),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let values = keys
+        .iter()
+        .map(|k| format!("({k})"))
+        .collect::<Vec<_>>()
+        .join(",");
+    txn.execute_raw(Statement::from_string(
+        DatabaseBackend::Postgres,
+        format!(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM (VALUES {values}) AS v(k) ORDER BY k) AS ordered"
+        ),
+    ))
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn lock_key(call_id: &str) -> i64 {
+    let digest = Sha256::digest(call_id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Logs one delivery and applies its event to its call, inside the batch's transaction.
+async fn apply(txn: &DatabaseTransaction, incoming: &Incoming) -> Result<Receipt, AppError> {
+    let (outcome, event_name, call_id, reason, concluded) = match &incoming.verdict {
+        Verdict::Call(event) => {
+            let (outcome, concluded) = apply_event(txn, incoming, event).await?;
+            let name = event.kind.as_wire().to_owned();
+            (
+                outcome,
+                Some(name),
+                Some(event.call_id.clone()),
+                None,
+                concluded,
+            )
+        }
+        Verdict::NotACall {
+            event,
+            call_id,
+            reason,
+        } => (
+            Outcome::Ignored,
+            event.clone(),
+            call_id.clone(),
+            Some(reason.clone()),
+            false,
+        ),
+        Verdict::Rejected {
+            event,
+            call_id,
+            reason,
+        } => (
+            Outcome::Rejected,
+            event.clone(),
+            call_id.clone(),
+            Some(reason.clone()),
+            false,
+        ),
+    };
+    let logged = delivery::ActiveModel {
+        received_at: Set(incoming.received_at),
+        content_type: Set(incoming.content_type.clone()),
+        body: Set(incoming.body.clone()),
+        sha256: Set(hex::encode(Sha256::digest(&incoming.body))),
+        event: Set(event_name),
+        call_id: Set(call_id.clone()),
+        outcome: Set(outcome.as_str().to_owned()),
+        reason: Set(reason),
+        replay_of: Set(incoming.replay_of),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await
+    .map_err(unavailable)?;
+    Ok(Receipt {
+        delivery_id: logged.id,
+        outcome,
+        call_id,
+        concluded,
+    })
+}
+
+/// Records the event if it is new, and refolds its call. Returns the outcome and whether the
+/// call is concluded afterwards.
+async fn apply_event(
+    txn: &DatabaseTransaction,
+    incoming: &Incoming,
+    event: &CallEvent,
+) -> Result<(Outcome, bool), AppError> {
+    let fingerprint = event.fingerprint();
+    let raw_payload = String::from_utf8_lossy(&incoming.body).into_owned();
+    let fields =
+        serde_json::to_string(&event.fields).map_err(|e| AppError::Internal(e.to_string()))?;
+    let inserted = call_event::Entity::insert(call_event::ActiveModel {
+        call_id: Set(event.call_id.clone()),
+        fingerprint: Set(fingerprint.clone()),
+        event: Set(event.kind.as_wire().to_owned()),
+        rank: Set(event.rank()),
+        fields: Set(fields),
+        received_at: Set(incoming.received_at),
+        content_type: Set(incoming.content_type.clone()),
+        raw_payload: Set(raw_payload.clone()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await
+    .map_err(unavailable)?;
+
+    let existing = call::Entity::find()
+        .filter(call::Column::CallId.eq(&event.call_id))
+        .one(txn)
+        .await
+        .map_err(unavailable)?;
+    if inserted == 0 {
+        let concluded = existing.as_ref().is_some_and(|m| m.ended_at.is_some());
+        return Ok((Outcome::Duplicate, concluded));
+    }
+
+    let this = AppliedEvent {
+        seq: i64::MAX,
+        event: event.clone(),
+        fingerprint,
+        received_at: incoming.received_at,
+        content_type: incoming.content_type.clone(),
+        raw_payload,
+    };
+    let events = match &existing {
+        None => vec![this],
+        Some(_) => load_events(txn, &event.call_id).await?,
+    };
+    let state = fold(&events).ok_or_else(|| AppError::Internal("no events to fold".into()))?;
+    let now = Utc::now();
+
+    let Some(old) = existing else {
+        let model = model_from_state(&state, 1, now);
+        call::Entity::insert(model)
+            .exec_without_returning(txn)
+            .await
+            .map_err(unavailable)?;
+        let outcome = if state.concluded {
+            Outcome::Stored
+        } else {
+            Outcome::Merged
+        };
+        return Ok((outcome, state.concluded));
+    };
+
+    let was_concluded = old.ended_at.is_some();
+    let mut model = model_from_state(&state, old.revision, now);
+    model.id = Set(old.id);
+    let changed = content_differs(&old, &model);
+    if !changed {
+        return Ok((Outcome::Merged, was_concluded));
+    }
+    let outcome = if was_concluded {
+        let previous = call_from_model(old.clone())?;
+        let snapshot =
+            serde_json::to_string(&previous).map_err(|e| AppError::Internal(e.to_string()))?;
+        call_revision::ActiveModel {
+            call_id: Set(old.call_id.clone()),
+            revision: Set(old.revision),
+            replaced_at: Set(now),
+            snapshot: Set(snapshot),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await
+        .map_err(unavailable)?;
+        model.revision = Set(old.revision + 1);
+        Outcome::Updated
+    } else if state.concluded {
+        Outcome::Stored
+    } else {
+        Outcome::Merged
+    };
+    model.update(txn).await.map_err(unavailable)?;
+    Ok((outcome, state.concluded))
+}
+
+async fn load_events(
+    txn: &DatabaseTransaction,
+    call_id: &str,
+) -> Result<Vec<AppliedEvent>, AppError> {
+    let rows = call_event::Entity::find()
+        .filter(call_event::Column::CallId.eq(call_id))
+        .order_by_asc(call_event::Column::Id)
+        .all(txn)
+        .await
+        .map_err(unavailable)?;
+    rows.into_iter()
+        .map(|row| {
+            let kind = EventKind::from_wire(&row.event)
+                .ok_or_else(|| AppError::Internal(format!("unknown stored event {}", row.event)))?;
+            let fields =
+                serde_json::from_str(&row.fields).map_err(|e| AppError::Internal(e.to_string()))?;
+            Ok(AppliedEvent {
+                seq: row.id,
+                event: CallEvent {
+                    kind,
+                    call_id: row.call_id,
+                    fields,
+                },
+                fingerprint: row.fingerprint,
+                received_at: row.received_at,
+                content_type: row.content_type,
+                raw_payload: row.raw_payload,
+            })
+        })
+        .collect()
+}
+
+/// Whether the refolded call differs from the stored one in anything a reader sees.
+fn content_differs(old: &call::Model, new: &call::ActiveModel) -> bool {
+    let mut candidate = old.clone();
+    let new = new.clone();
+    macro_rules! copy {
+        ($($f:ident),*) => {$( if let sea_orm::ActiveValue::Set(v) = new.$f { candidate.$f = v; } )*};
+    }
+    copy!(
+        status,
+        direction,
+        customer_id,
+        customer_name,
+        customer_number,
+        customer_digits,
+        waba_number,
+        picked_by,
+        ended_by,
+        rejected_by,
+        device_id,
+        chat_id,
+        chat_message_id,
+        channel,
+        channel_number,
+        pstn_from,
+        pstn_to,
+        failed_reason,
+        started_at,
+        ended_at,
+        duration_seconds,
+        recording_url,
+        is_new_caller,
+        is_chat_assigned,
+        not_picked_count,
+        anomalies
+    );
+    candidate != *old
+}

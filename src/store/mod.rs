@@ -1,0 +1,99 @@
+//! Persistence: the only module that speaks sea-orm. Connects, migrates, writes and queries.
+pub mod calls;
+pub mod deliveries;
+pub mod filter;
+pub mod ingest;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    Statement, TransactionTrait,
+};
+
+use crate::error::AppError;
+
+/// An open database: SQLite (embedded default) or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+}
+
+/// Key of the PostgreSQL advisory lock held while migrating, so instances starting together
+/// take turns.
+const MIGRATION_LOCK_KEY: i64 = 0x6361_6c6c_7472_6c31;
+
+impl Store {
+    /// Opens the database at `url` with the durability settings calltrail promises.
+    ///
+    /// SQLite: WAL, `synchronous=FULL`, a 5 s busy timeout, the file created if missing.
+    /// PostgreSQL: a pool of 10 connections (two cores: one writer plus concurrent readers).
+    pub async fn connect(url: &str) -> Result<Store, AppError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(5))
+                    .create_if_missing(true)
+            });
+        if url.starts_with("sqlite") {
+            options.max_connections(4).min_connections(1);
+        } else {
+            options.max_connections(10).min_connections(1);
+        }
+        let db = Database::connect(options).await.map_err(unavailable)?;
+        Ok(Store { db })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DatabaseBackend::Postgres
+    }
+
+    /// Applies pending migrations. On PostgreSQL they run in one transaction under an
+    /// advisory lock, so two instances starting at once on one database do not collide.
+    pub async fn migrate(&self) -> Result<(), AppError> {
+        if self.is_postgres() {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            txn.execute_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
+            ))
+            .await
+            .map_err(internal)?;
+            Migrator::up(&txn, None).await.map_err(internal)?;
+            txn.commit().await.map_err(unavailable)?;
+        } else {
+            Migrator::up(&self.db, None).await.map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+/// A failure to reach or write the database: retryable, shown as 503.
+pub(crate) fn unavailable(e: DbErr) -> AppError {
+    AppError::Unavailable(e.to_string())
+}
+
+/// A failure that should not happen (a bug, or a schema mismatch): shown as 500.
+pub(crate) fn internal(e: DbErr) -> AppError {
+    AppError::Internal(e.to_string())
+}

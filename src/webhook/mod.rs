@@ -1,0 +1,121 @@
+//! REST ingestion of DoubleTick webhooks: authenticate, read, parse, log and store.
+pub mod auth;
+pub mod payload;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::store::ingest::{Incoming, Ingestor, Outcome, Verdict};
+use auth::Tokens;
+use payload::{BodyFormat, Delivery};
+
+/// Largest webhook body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What the webhook route needs.
+#[derive(Clone, Debug)]
+pub struct WebhookState {
+    pub tokens: Arc<Tokens>,
+    pub ingestor: Ingestor,
+}
+
+/// `POST /webhooks/doubletick`: answers 2xx only once the delivery and its call are committed.
+pub async fn receive(
+    State(state): State<WebhookState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !state.tokens.admits(&headers, uri.query()) {
+        return AppError::Unauthenticated.into_response();
+    }
+    let received_at = Utc::now();
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (body, verdict, refusal) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Err(_) => {
+            let error = AppError::PayloadTooLarge(MAX_BODY_BYTES);
+            (Vec::new(), rejected(&error, None, None), Some(error))
+        }
+        Ok(bytes) => {
+            let (verdict, refusal) = judge(content_type.as_deref(), &bytes).await;
+            (bytes.to_vec(), verdict, refusal)
+        }
+    };
+    let incoming = Incoming {
+        received_at,
+        content_type: content_type.unwrap_or_default(),
+        body,
+        verdict,
+        replay_of: None,
+    };
+    match state.ingestor.submit(incoming).await {
+        Err(e) => e.into_response(),
+        Ok(_) if refusal.is_some() => refusal.map_or_else(
+            || AppError::Internal("refusal vanished".into()).into_response(),
+            IntoResponse::into_response,
+        ),
+        Ok(receipt) => {
+            let mut body = json!({
+                "status": receipt.outcome.as_str(),
+                "callId": receipt.call_id,
+                "concluded": receipt.concluded,
+                "deliveryId": receipt.delivery_id,
+            });
+            if receipt.outcome == Outcome::Ignored {
+                body["concluded"] = serde_json::Value::Null;
+            }
+            Json(body).into_response()
+        }
+    }
+}
+
+/// Decides what a body is: a call event, another valid delivery, or a refusal (with the
+/// error to answer).
+pub async fn judge(content_type: Option<&str>, body: &[u8]) -> (Verdict, Option<AppError>) {
+    let format = match BodyFormat::from_content_type(content_type, body) {
+        Ok(format) => format,
+        Err(error) => return (rejected(&error, None, None), Some(error)),
+    };
+    match payload::parse(&format, body).await {
+        Ok(Delivery::Call(event)) => (Verdict::Call(event), None),
+        Ok(Delivery::NotACall {
+            event,
+            call_id,
+            reason,
+        }) => (
+            Verdict::NotACall {
+                event,
+                call_id,
+                reason,
+            },
+            None,
+        ),
+        Err(r) => (rejected(&r.error, r.event, r.call_id), Some(r.error)),
+    }
+}
+
+fn rejected(error: &AppError, event: Option<String>, call_id: Option<String>) -> Verdict {
+    let reason =
+        json!({ "code": error.code(), "message": error.to_string(), "details": error.details() });
+    Verdict::Rejected {
+        event,
+        call_id,
+        reason: reason.to_string(),
+    }
+}
+
+/// Any other method on the webhook route.
+pub async fn method_not_allowed() -> Response {
+    AppError::MethodNotAllowed.into_response()
+}

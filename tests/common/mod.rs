@@ -1,0 +1,257 @@
+//! Test harness: a real calltrail on a random port, over a fresh database, with a real HTTP client.
+//!
+//! Every test runs on SQLite (a temp-dir file). When `TEST_DATABASE_URL` is set, it runs on
+//! PostgreSQL too, in a database `test_<uuid>` created for it and dropped after. An
+//! unreachable `TEST_DATABASE_URL` fails the test; it never skips silently.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use calltrail::app::{self, RunningApp};
+use calltrail::config::Settings;
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+use serde_json::{Value, json};
+
+/// A database kind a test runs against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres { admin_url: String },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when `TEST_DATABASE_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        all.push(Backend::Postgres { admin_url: url });
+    }
+    all
+}
+
+/// A fresh, empty database of one backend, removed when dropped.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path: PathBuf = dir.path().join("calltrail.db");
+                TestDatabase {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    backend: backend.clone(),
+                    dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Backend::Postgres { admin_url } => {
+                let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(admin_url.as_str())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("TEST_DATABASE_URL={admin_url} is unreachable: {e}")
+                    });
+                admin
+                    .execute_raw(Statement::from_string(
+                        DatabaseBackend::Postgres,
+                        format!("CREATE DATABASE {name}"),
+                    ))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                TestDatabase {
+                    url: with_database(admin_url, &name),
+                    backend: backend.clone(),
+                    dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+/// `admin_url` pointing at database `name` instead.
+pub fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (Some(name), Backend::Postgres { admin_url }) = (self.pg_name.take(), &self.backend)
+        else {
+            return;
+        };
+        let admin_url = admin_url.clone();
+        // Drop may run inside a runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(admin_url.as_str()).await {
+                    let _ = admin
+                        .execute_raw(Statement::from_string(
+                            DatabaseBackend::Postgres,
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+        let _ = self.dir.take();
+    }
+}
+
+/// A running calltrail and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    running: Option<RunningApp>,
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    /// calltrail on a random port over a fresh database of `backend`.
+    pub async fn spawn(backend: &Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {}).await
+    }
+
+    /// Same, with settings adjusted (tokens, page size...).
+    pub async fn spawn_with(backend: &Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let database = TestDatabase::create(backend).await;
+        let mut settings = Settings::for_database(database.url.clone());
+        adjust(&mut settings);
+        let running = app::spawn(&settings).await.expect("calltrail starts");
+        TestApp {
+            base: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            backend: backend.clone(),
+            running: Some(running),
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a webhook body with a content type; returns status and JSON body.
+    pub async fn post_webhook(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/webhooks/doubletick"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("webhook request");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// POSTs a fixture file (JSON unless it is a `.txt` form body).
+    pub async fn post_fixture(&self, relative: &str) -> (u16, Value) {
+        let body = fixture_bytes(relative);
+        let content_type = if relative.ends_with("form-urlencoded.txt") {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        self.post_webhook(content_type, body).await
+    }
+
+    /// Runs a GraphQL query; returns the whole response (`data` and `errors`).
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("graphql request")
+            .json::<Value>()
+            .await
+            .expect("graphql answers JSON")
+    }
+
+    /// Runs a GraphQL query that must succeed; returns `data`.
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        let response = self.graphql(query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "[{}] query failed: {response}",
+            self.backend.name()
+        );
+        response["data"].clone()
+    }
+
+    /// Stops the server (gracefully) and drops its database.
+    pub async fn finish(mut self) {
+        if let Some(running) = self.running.take() {
+            let store = running.store.clone();
+            running.stop().await;
+            store.close().await;
+        }
+    }
+}
+
+/// Path of a fixture under `tests/fixtures/doubletick/`.
+pub fn fixture_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/doubletick")
+        .join(relative)
+}
+
+pub fn fixture_bytes(relative: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(relative)).unwrap_or_else(|e| panic!("fixture {relative}: {e}"))
+}
+
+pub fn fixture_json(relative: &str) -> Value {
+    serde_json::from_slice(&fixture_bytes(relative)).expect("fixture is JSON")
+}
+
+/// The names of the files in a fixture folder, sorted.
+pub fn fixture_names(folder: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixture_path(folder))
+        .expect("fixture folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every field of a `Call`, for read-back checks.
+pub const CALL_FIELDS: &str = "callId status direction customerId customerName customerNumber wabaNumber pickedBy endedBy rejectedBy deviceId chatId chatMessageId channel channelNumber pstnFrom pstnTo failedReason startedAt endedAt durationSeconds recordingUrl isNewCaller isChatAssigned notPickedCount anomalies receivedAt revision rawPayload rawContentType";
