@@ -34,7 +34,8 @@ pub struct CallState {
 ///
 /// Fields are overlaid in precedence order (initiated / not picked, then accepted, then
 /// terminal), so a later rank overrides what an earlier rank said and only fills what it
-/// left blank. Within the non-terminal ranks the order is the fingerprint's, so the result does
+/// left blank; the status is always the highest-ranked event's (its `callStatus`, or the
+/// status its event name implies), and a "not picked" event never sets `pickedBy`. Within the non-terminal ranks the order is the fingerprint's, so the result does
 /// not depend on arrival; among terminal events the later delivery wins (a corrected
 /// redelivery, e.g. the recording URL arriving late). Returns `None` for no events.
 pub fn fold(events: &[AppliedEvent]) -> Option<CallState> {
@@ -52,17 +53,29 @@ pub fn fold(events: &[AppliedEvent]) -> Option<CallState> {
     let last = *ordered.last()?;
     let mut fields = CallFields::default();
     for applied in &ordered {
-        fields.overlay(&applied.event.fields);
+        if applied.event.kind == EventKind::NotPicked {
+            // `pickedBy` on a "not picked" event names the agent who did *not* answer.
+            let mut stated = applied.event.fields.clone();
+            stated.picked_by = None;
+            fields.overlay(&stated);
+        } else {
+            fields.overlay(&applied.event.fields);
+        }
     }
     let concluded = ordered.iter().any(|a| a.event.is_terminal());
     let not_picked_count = ordered
         .iter()
         .filter(|a| a.event.kind == EventKind::NotPicked)
         .count() as i32;
-    let status = fields
+    // The status is the deciding event's own: a terminal event without `callStatus` must not
+    // inherit `IN_PROGRESS` from the accepted event before it.
+    let status = last
+        .event
+        .fields
         .status
         .clone()
         .unwrap_or_else(|| default_status(last.event.kind).to_owned());
+    fields.status = Some(status.clone());
     let mut anomalies = fields.anomalies.clone();
     anomalies.extend(state_anomalies(&fields, concluded));
     anomalies.sort();
@@ -168,5 +181,37 @@ mod tests {
         assert_eq!(state.fields.picked_by.as_deref(), Some("agent-b"));
         assert_eq!(state.fields.chat_id.as_deref(), Some("chat"));
         assert!(state.concluded);
+    }
+
+    #[test]
+    fn a_terminal_event_without_a_status_does_not_inherit_in_progress() {
+        let accepted = applied(
+            1,
+            EventKind::Accepted,
+            CallFields {
+                status: Some("IN_PROGRESS".into()),
+                ..Default::default()
+            },
+        );
+        let missed = applied(2, EventKind::Missed, CallFields::default());
+        let state = fold(&[accepted, missed]).expect("events");
+        assert_eq!(state.status, "MISSED");
+        assert_eq!(state.fields.status.as_deref(), Some("MISSED"));
+    }
+
+    #[test]
+    fn the_agent_who_did_not_pick_up_is_not_the_one_who_picked_up() {
+        let skipped = applied(
+            1,
+            EventKind::NotPicked,
+            CallFields {
+                picked_by: Some("agent-skipped".into()),
+                ..Default::default()
+            },
+        );
+        let missed = applied(2, EventKind::Missed, CallFields::default());
+        let state = fold(&[skipped, missed]).expect("events");
+        assert_eq!(state.fields.picked_by, None);
+        assert_eq!(state.not_picked_count, 1);
     }
 }

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::error::AppError;
@@ -42,14 +43,18 @@ pub async fn receive(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (body, verdict, refusal) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Err(_) => {
+    let (body, verdict, refusal) = match read_body(body).await {
+        BodyRead::TooLarge(prefix) => {
             let error = AppError::PayloadTooLarge(MAX_BODY_BYTES);
-            (Vec::new(), rejected(&error, None, None), Some(error))
+            (prefix, rejected(&error, None, None), Some(error))
         }
-        Ok(bytes) => {
+        BodyRead::Broken(prefix, detail) => {
+            let error = AppError::MalformedBody(format!("the body could not be read: {detail}"));
+            (prefix, rejected(&error, None, None), Some(error))
+        }
+        BodyRead::Whole(bytes) => {
             let (verdict, refusal) = judge(content_type.as_deref(), &bytes).await;
-            (bytes.to_vec(), verdict, refusal)
+            (bytes, verdict, refusal)
         }
     };
     let incoming = Incoming {
@@ -78,6 +83,34 @@ pub async fn receive(
             Json(body).into_response()
         }
     }
+}
+
+/// A request body as far as it could be read.
+enum BodyRead {
+    Whole(Vec<u8>),
+    /// Longer than [`MAX_BODY_BYTES`]: its first `MAX_BODY_BYTES` bytes, kept for the log.
+    TooLarge(Vec<u8>),
+    /// The client stopped sending: what had arrived, and why.
+    Broken(Vec<u8>, String),
+}
+
+async fn read_body(body: Body) -> BodyRead {
+    let mut stream = body.into_data_stream();
+    let mut kept: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Err(e) => return BodyRead::Broken(kept, e.to_string()),
+            Ok(chunk) => {
+                let room = MAX_BODY_BYTES - kept.len();
+                if chunk.len() > room {
+                    kept.extend_from_slice(&chunk[..room]);
+                    return BodyRead::TooLarge(kept);
+                }
+                kept.extend_from_slice(&chunk);
+            }
+        }
+    }
+    BodyRead::Whole(kept)
 }
 
 /// Decides what a body is: a call event, another valid delivery, or a refusal (with the

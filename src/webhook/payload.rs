@@ -137,7 +137,10 @@ pub async fn parse(format: &BodyFormat, body: &[u8]) -> Result<Delivery, Rejecte
                 .map_err(|_| Rejected::malformed("the form body is not UTF-8"))?
                 // Raw whitespace is never part of a URL-encoded form (`curl --data @file` strips it too).
                 .trim();
-            if !text.is_empty() && !text.contains('=') {
+            // Every pair DoubleTick sends has a `=` (empty values as `key=`), and encoded forms
+            // never carry raw whitespace: anything else is text, not a form.
+            let stray_pair = text.split('&').any(|p| !p.is_empty() && !p.contains('='));
+            if stray_pair || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Rejected::malformed("the body is not a URL-encoded form"));
             }
             form_urlencoded::parse(text.as_bytes())
