@@ -2,6 +2,7 @@
 mod inputs;
 mod query;
 mod scalars;
+mod stats;
 mod types;
 
 use async_graphql::http::GraphiQLSource;

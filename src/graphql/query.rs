@@ -1,7 +1,8 @@
-//! The query root: one call, and pages of calls.
+//! The query root: one call, pages of calls, and call statistics.
 use async_graphql::{Context, ID, Object};
 
 use super::inputs::{CallFilter, CallOrder};
+use super::stats::{self, CallDimension, CallStatsResult};
 use super::types::{Call, CallConnection};
 use super::{GqlResult, Limits, gql};
 use crate::domain::{self, PageRequest};
@@ -49,6 +50,38 @@ impl Query {
             page_request(first, after, last, before, limits.max_page_size).map_err(gql)?;
         let page = store.page(&filter, order, &request).await.map_err(gql)?;
         Ok(CallConnection::new(page, filter))
+    }
+
+    /// Statistics over the calls matching `filter`: totals, and one group per distinct
+    /// value of the `groupBy` dimensions. Counting and aggregation run in the database.
+    async fn call_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which calls; all concluded calls when omitted.")] filter: Option<
+            CallFilter,
+        >,
+        #[graphql(desc = "Dimensions to group by, in any combination; no groups when omitted.")]
+        group_by: Option<Vec<CallDimension>>,
+        #[graphql(
+            desc = "IANA time zone of the HOUR/DAY/WEEK/MONTH buckets (e.g. `America/New_York`).",
+            default_with = "String::from(\"UTC\")"
+        )]
+        time_zone: String,
+        #[graphql(desc = "Calls shorter than this many seconds count as `shortCalls`.")]
+        short_call_seconds: Option<i64>,
+        #[graphql(desc = "Calls longer than this many seconds count as `longCalls`.")]
+        long_call_seconds: Option<i64>,
+    ) -> GqlResult<CallStatsResult> {
+        let store = ctx.data::<Store>()?;
+        stats::call_stats(
+            store,
+            filter,
+            group_by,
+            &time_zone,
+            short_call_seconds,
+            long_call_seconds,
+        )
+        .await
     }
 }
 

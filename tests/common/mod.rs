@@ -5,6 +5,8 @@
 //! unreachable `TEST_DATABASE_URL` fails the test; it never skips silently.
 #![allow(dead_code)]
 
+pub mod dataset;
+
 use std::path::PathBuf;
 
 use calltrail::app::{self, RunningApp};

@@ -1,0 +1,384 @@
+//! `callStats`: grouped call statistics, with percentiles and histograms as field arguments.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::{Enum, Object, SimpleObject};
+use tokio::sync::OnceCell;
+
+use super::inputs::CallFilter;
+use super::scalars::DateTime;
+use super::types::CallDirection;
+use super::{GqlResult, gql};
+use crate::domain::Direction;
+use crate::domain::stats::{
+    self, Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, StatsRequest,
+};
+use crate::error::AppError;
+use crate::store::Store;
+use crate::store::stats::BucketPlan;
+
+/// What calls can be grouped by. Time dimensions bucket `endedAt` in the requested time zone.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CallDimension {
+    /// The agent who answered or dialled (`pickedBy`).
+    PickedBy,
+    /// Who hung up (`endedBy`).
+    EndedBy,
+    /// Incoming or outgoing.
+    Direction,
+    /// The business number.
+    WabaNumber,
+    /// The customer, by the digits of their number (formatting-insensitive); the key's
+    /// `customerNumber` holds those digits.
+    Customer,
+    /// The call status (`END`, `MISSED`, `REJECT`, ...).
+    Status,
+    /// The channel (`PSTN`, or null for WhatsApp calls).
+    Channel,
+    /// Local hour. The two 01:00 hours of a fall-back night are two buckets.
+    Hour,
+    /// Local day, from local midnight (23 or 25 hours on a daylight-saving change).
+    Day,
+    /// ISO week, from Monday local midnight.
+    Week,
+    /// Calendar month, from the 1st at local midnight.
+    Month,
+}
+
+impl From<CallDimension> for Dimension {
+    fn from(d: CallDimension) -> Self {
+        match d {
+            CallDimension::PickedBy => Dimension::PickedBy,
+            CallDimension::EndedBy => Dimension::EndedBy,
+            CallDimension::Direction => Dimension::Direction,
+            CallDimension::WabaNumber => Dimension::WabaNumber,
+            CallDimension::Customer => Dimension::Customer,
+            CallDimension::Status => Dimension::Status,
+            CallDimension::Channel => Dimension::Channel,
+            CallDimension::Hour => Dimension::Hour,
+            CallDimension::Day => Dimension::Day,
+            CallDimension::Week => Dimension::Week,
+            CallDimension::Month => Dimension::Month,
+        }
+    }
+}
+
+/// Statistics over the matching calls: the totals, and one entry per group.
+pub struct CallStatsResult {
+    total: CallStats,
+    groups: Vec<CallStatsGroup>,
+}
+
+#[Object]
+impl CallStatsResult {
+    /// Over every matching call.
+    async fn total(&self) -> &CallStats {
+        &self.total
+    }
+    /// One per distinct key: time buckets ascending, then the other dimensions in `groupBy`
+    /// order, ascending, null last. With one time dimension and an `endedAt` range with both
+    /// ends, every bucket of the range is present (with zero counts when it has no calls).
+    async fn groups(&self) -> &[CallStatsGroup] {
+        &self.groups
+    }
+}
+
+/// A group of calls sharing a key.
+#[derive(SimpleObject)]
+pub struct CallStatsGroup {
+    /// The group's values of the grouped dimensions.
+    key: CallGroupKey,
+    /// What was counted over the group.
+    stats: CallStats,
+}
+
+/// The values that define a group. Only the grouped dimensions are set; a grouped
+/// dimension the calls have no value for is null too.
+#[derive(SimpleObject, Default)]
+pub struct CallGroupKey {
+    /// Grouped by `PICKED_BY`.
+    picked_by: Option<String>,
+    /// Grouped by `ENDED_BY`.
+    ended_by: Option<String>,
+    /// Grouped by `DIRECTION`.
+    direction: Option<CallDirection>,
+    /// Grouped by `WABA_NUMBER`.
+    waba_number: Option<String>,
+    /// Grouped by `CUSTOMER`: the digits of the customer's number.
+    customer_number: Option<String>,
+    /// Grouped by `STATUS`.
+    status: Option<String>,
+    /// Grouped by `CHANNEL`.
+    channel: Option<String>,
+    /// Grouped by `HOUR`, `DAY`, `WEEK` or `MONTH`: the instant the bucket began (local
+    /// midnight for a day). With several time dimensions, the finest one.
+    period: Option<DateTime>,
+}
+
+/// One histogram bucket: durations `fromSeconds <= d < toSeconds`.
+#[derive(SimpleObject)]
+pub struct HistogramBucket {
+    /// Inclusive lower bound; null for the first, unbounded bucket.
+    from_seconds: Option<i64>,
+    /// Exclusive upper bound; null for the last, unbounded bucket.
+    to_seconds: Option<i64>,
+    /// Calls in the bucket.
+    count: i64,
+}
+
+/// One statistics request, shared by its groups: each percentile or histogram asked for is
+/// computed once, for all groups, in one database query.
+struct StatsRun {
+    store: Store,
+    request: StatsRequest,
+    plan: BucketPlan,
+    percentiles: Computed<u64, f64>,
+    histograms: Computed<Vec<i64>, Vec<i64>>,
+}
+
+/// Per argument value (`p`, or histogram bounds), the per-group results, computed once.
+type Computed<A, V> = Mutex<HashMap<A, Arc<OnceCell<Arc<HashMap<GroupKey, V>>>>>>;
+
+impl StatsRun {
+    fn new(store: Store, request: StatsRequest, plan: BucketPlan) -> Arc<Self> {
+        Arc::new(StatsRun {
+            store,
+            request,
+            plan,
+            percentiles: Mutex::new(HashMap::new()),
+            histograms: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn percentiles(&self, p: f64) -> Result<Arc<HashMap<GroupKey, f64>>, AppError> {
+        let cell = {
+            let mut cells = self
+                .percentiles
+                .lock()
+                .map_err(|_| AppError::Internal("percentile cache poisoned".into()))?;
+            cells.entry(p.to_bits()).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            self.store
+                .duration_percentiles(&self.request, &self.plan, p)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    async fn histograms(
+        &self,
+        bounds: &HistogramBounds,
+    ) -> Result<Arc<HashMap<GroupKey, Vec<i64>>>, AppError> {
+        let cell = {
+            let mut cells = self
+                .histograms
+                .lock()
+                .map_err(|_| AppError::Internal("histogram cache poisoned".into()))?;
+            cells.entry(bounds.bounds().to_vec()).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            self.store
+                .duration_histograms(&self.request, &self.plan, bounds)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+}
+
+/// Counts and durations over a group of calls. Durations are `durationSeconds` (talk time),
+/// so unanswered calls count as 0 s.
+pub struct CallStats {
+    run: Arc<StatsRun>,
+    key: GroupKey,
+    aggregates: Aggregates,
+}
+
+#[Object]
+impl CallStats {
+    /// Calls in the group.
+    async fn count(&self) -> i64 {
+        self.aggregates.count
+    }
+    /// Sum of their durations.
+    async fn total_duration_seconds(&self) -> i64 {
+        self.aggregates.total_duration_seconds
+    }
+    /// Mean duration; null for an empty group.
+    async fn average_duration_seconds(&self) -> Option<f64> {
+        self.aggregates.average_duration_seconds()
+    }
+    /// Shortest duration; null for an empty group.
+    async fn min_duration_seconds(&self) -> Option<i64> {
+        self.aggregates.min_duration_seconds
+    }
+    /// Longest duration; null for an empty group.
+    async fn max_duration_seconds(&self) -> Option<i64> {
+        self.aggregates.max_duration_seconds
+    }
+    /// The `p` percentile of durations, exact and continuous (interpolated between the two
+    /// nearest ranks, as PostgreSQL's `percentile_cont`); null for an empty group. Alias it
+    /// to ask for several: `p50: durationPercentile(p: 0.5) p95: durationPercentile(p: 0.95)`.
+    async fn duration_percentile(
+        &self,
+        #[graphql(desc = "The rank, from 0 (shortest) to 1 (longest); 0.5 is the median.")] p: f64,
+    ) -> GqlResult<Option<f64>> {
+        let p = stats::percentile(p).map_err(gql)?;
+        if self.aggregates.count == 0 {
+            return Ok(None);
+        }
+        let values = self.run.percentiles(p).await.map_err(gql)?;
+        Ok(values.get(&self.key).copied())
+    }
+    /// How many calls fall in each duration bucket: `n` bounds make `n + 1` buckets, the
+    /// first below the first bound, the last from the last bound up.
+    async fn duration_histogram(
+        &self,
+        #[graphql(desc = "Bucket bounds in seconds, strictly increasing, at least one.")]
+        bounds_seconds: Vec<i64>,
+    ) -> GqlResult<Vec<HistogramBucket>> {
+        let bounds = HistogramBounds::new(bounds_seconds).map_err(gql)?;
+        let counts = if self.aggregates.count == 0 {
+            None
+        } else {
+            let all = self.run.histograms(&bounds).await.map_err(gql)?;
+            all.get(&self.key).cloned()
+        };
+        Ok((0..bounds.bucket_count())
+            .map(|i| {
+                let (from_seconds, to_seconds) = bounds.bucket(i);
+                HistogramBucket {
+                    from_seconds,
+                    to_seconds,
+                    count: counts.as_ref().and_then(|c| c.get(i).copied()).unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+    /// Calls shorter than `shortCallSeconds`; null when it was not given.
+    async fn short_calls(&self) -> Option<i64> {
+        self.aggregates.short_calls
+    }
+    /// Calls longer than `longCallSeconds`; null when it was not given.
+    async fn long_calls(&self) -> Option<i64> {
+        self.aggregates.long_calls
+    }
+    /// Calls with a recording URL.
+    async fn with_recording(&self) -> i64 {
+        self.aggregates.with_recording
+    }
+    /// Calls that were picked up (`startedAt` is set).
+    async fn answered_calls(&self) -> i64 {
+        self.aggregates.answered
+    }
+    /// Calls with status `MISSED`.
+    async fn missed_calls(&self) -> i64 {
+        self.aggregates.missed
+    }
+    /// Calls with status `REJECT`.
+    async fn rejected_calls(&self) -> i64 {
+        self.aggregates.rejected
+    }
+    /// `answeredCalls / count`; null for an empty group.
+    async fn answer_rate(&self) -> Option<f64> {
+        self.aggregates.answer_rate()
+    }
+}
+
+/// Runs `callStats`: validates, aggregates totals and groups in the database.
+pub async fn call_stats(
+    store: &Store,
+    filter: Option<CallFilter>,
+    group_by: Option<Vec<CallDimension>>,
+    time_zone: &str,
+    short_call_seconds: Option<i64>,
+    long_call_seconds: Option<i64>,
+) -> GqlResult<CallStatsResult> {
+    let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
+    let dimensions = group_by
+        .unwrap_or_default()
+        .into_iter()
+        .map(Dimension::from)
+        .collect();
+    let request = StatsRequest::new(
+        filter,
+        dimensions,
+        time_zone,
+        short_call_seconds,
+        long_call_seconds,
+    )
+    .map_err(gql)?;
+    let totals_request = request.ungrouped();
+    let empty = BucketPlan::default();
+    let total = store
+        .stats_groups(&totals_request, &empty)
+        .await
+        .map_err(gql)?
+        .into_iter()
+        .next()
+        .map(|g| g.aggregates)
+        .unwrap_or_else(|| Aggregates::empty(&totals_request));
+    let total = CallStats {
+        run: StatsRun::new(store.clone(), totals_request, empty),
+        key: Vec::new(),
+        aggregates: total,
+    };
+    let groups = if request.group_by.is_empty() {
+        Vec::new()
+    } else {
+        let plan = store.bucket_plan(&request).await.map_err(gql)?;
+        let groups = store.stats_groups(&request, &plan).await.map_err(gql)?;
+        let run = StatsRun::new(store.clone(), request, plan);
+        groups
+            .into_iter()
+            .map(|g| CallStatsGroup {
+                key: group_key(&run.request, &g.key),
+                stats: CallStats {
+                    run: run.clone(),
+                    key: g.key,
+                    aggregates: g.aggregates,
+                },
+            })
+            .collect()
+    };
+    Ok(CallStatsResult { total, groups })
+}
+
+fn group_key(request: &StatsRequest, key: &GroupKey) -> CallGroupKey {
+    let mut out = CallGroupKey::default();
+    for (dimension, part) in request.group_by.iter().zip(key) {
+        match (dimension.period(), part) {
+            (Some(period), KeyPart::Bucket(bucket)) => {
+                let start = period.start(*bucket, request.time_zone).map(DateTime);
+                // Several time dimensions: the finest (latest starting) bucket wins.
+                if out.period.is_none_or(|p| start.is_some_and(|s| s.0 > p.0)) {
+                    out.period = start;
+                }
+            }
+            (_, KeyPart::Text(value)) => {
+                let value = value.clone();
+                match dimension {
+                    Dimension::PickedBy => out.picked_by = value,
+                    Dimension::EndedBy => out.ended_by = value,
+                    Dimension::Direction => {
+                        out.direction = value
+                            .as_deref()
+                            .and_then(Direction::from_wire)
+                            .map(Into::into)
+                    }
+                    Dimension::WabaNumber => out.waba_number = value,
+                    Dimension::Customer => out.customer_number = value,
+                    Dimension::Status => out.status = value,
+                    Dimension::Channel => out.channel = value,
+                    Dimension::Hour | Dimension::Day | Dimension::Week | Dimension::Month => {}
+                }
+            }
+            (None, KeyPart::Bucket(_)) => {}
+        }
+    }
+    out
+}

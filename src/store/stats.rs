@@ -1,0 +1,433 @@
+//! Call statistics, aggregated in the database: groups, counts, percentiles, histograms.
+//!
+//! Every query is `WITH base AS (<filtered calls, one row each with its group key>)`
+//! followed by a `GROUP BY` over `base`; the service only receives one row per group.
+//!
+//! - Percentiles are exact and continuous (linear interpolation between the two nearest
+//!   ranks, as PostgreSQL's `percentile_cont`). PostgreSQL runs `percentile_cont`. SQLite
+//!   has no such function: a window query numbers each group's durations in order
+//!   (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY duration)`) and keeps, per group, only
+//!   the rows at ranks `floor(p * (n - 1)) + 1` and `+ 2`; the service interpolates between
+//!   those two values. The sort happens in the database; two rows per group come back.
+//! - Histograms are a `CASE` assigning each duration its bucket, counted by `GROUP BY`.
+//! - Time buckets ([`time_bucket_key`]) are integer keys computed in SQL from the row's
+//!   epoch seconds plus the zone's UTC offset, the offset chosen by a `CASE` over the few
+//!   offset segments (daylight-saving transitions) that the service computes with
+//!   chrono-tz for the span of the matching calls (one `MIN`/`MAX` query). Both databases
+//!   run the same arithmetic, so SQLite (which has no time-zone database) and PostgreSQL
+//!   agree to the second. Zero-filled buckets are added in the service from the filter's
+//!   `endedAt` range; they involve no rows.
+use std::collections::HashMap;
+
+use entity::call;
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement};
+
+use super::filter::condition;
+use super::{Store, internal, unavailable};
+use crate::domain::stats::{
+    Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, MAX_GROUPS, OffsetSegment, Period,
+    StatsGroup, StatsRequest, offset_segments, sort_groups,
+};
+use crate::error::AppError;
+
+/// How a request's time buckets are computed: the zone offsets over the span of its calls.
+/// Computed once per request and shared by all its queries, so their keys agree.
+#[derive(Clone, Debug, Default)]
+pub struct BucketPlan {
+    segments: Vec<OffsetSegment>,
+}
+
+impl Store {
+    /// The offset segments covering the calls `request` matches (none without a time dimension).
+    pub async fn bucket_plan(&self, request: &StatsRequest) -> Result<BucketPlan, AppError> {
+        if !request.has_time_dimension() {
+            return Ok(BucketPlan::default());
+        }
+        let backend = self.backend();
+        let epoch = epoch_seconds(backend);
+        let (inner, values) = base_select(backend, &request.ungrouped(), &BucketPlan::default());
+        let sql = format!("WITH base AS ({inner}) SELECT MIN({epoch}), MAX({epoch}) FROM base");
+        let rows = self.query(backend, sql, values).await?;
+        let range = rows.first().map(|r| {
+            (
+                r.try_get_by_index::<Option<i64>>(0),
+                r.try_get_by_index::<Option<i64>>(1),
+            )
+        });
+        let segments = match range {
+            Some((Ok(Some(lo)), Ok(Some(hi)))) => offset_segments(request.time_zone, lo, hi),
+            Some((Err(e), _)) | Some((_, Err(e))) => return Err(internal(e)),
+            _ => Vec::new(),
+        };
+        Ok(BucketPlan { segments })
+    }
+
+    /// One group per distinct key (exactly one, the totals, without `group_by`), in the
+    /// documented order, time buckets of a bounded `endedAt` range zero-filled.
+    pub async fn stats_groups(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+    ) -> Result<Vec<StatsGroup>, AppError> {
+        let backend = self.backend();
+        let (inner, values) = base_select(backend, request, plan);
+        let keys = key_list(request);
+        let short = request.short_call_seconds.map_or("NULL".to_owned(), |s| {
+            format!("SUM(CASE WHEN d < {s} THEN 1 ELSE 0 END)")
+        });
+        let long = request.long_call_seconds.map_or("NULL".to_owned(), |s| {
+            format!("SUM(CASE WHEN d > {s} THEN 1 ELSE 0 END)")
+        });
+        let select_keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("{keys}, ")
+        };
+        let group = group_clause(&keys);
+        let sql = format!(
+            "WITH base AS ({inner}) SELECT {select_keys}COUNT(*), \
+             CAST(COALESCE(SUM(d), 0) AS BIGINT), MIN(d), MAX(d), \
+             COALESCE(SUM(rec), 0), COALESCE(SUM(ans), 0), COALESCE(SUM(missed), 0), \
+             COALESCE(SUM(rejected), 0), {short}, {long} \
+             FROM base{group} LIMIT {}",
+            MAX_GROUPS + 1
+        );
+        let rows = self.query(backend, sql, values).await?;
+        if rows.len() > MAX_GROUPS {
+            return Err(too_many_groups());
+        }
+        let n = request.group_by.len();
+        let mut groups = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key = read_key(row, request)?;
+            let int = |i: usize| row.try_get_by_index::<i64>(n + i).map_err(internal);
+            let opt = |i: usize| row.try_get_by_index::<Option<i64>>(n + i).map_err(internal);
+            let aggregates = Aggregates {
+                count: int(0)?,
+                total_duration_seconds: int(1)?,
+                min_duration_seconds: opt(2)?,
+                max_duration_seconds: opt(3)?,
+                with_recording: int(4)?,
+                answered: int(5)?,
+                missed: int(6)?,
+                rejected: int(7)?,
+                short_calls: request.short_call_seconds.and(opt(8)?.or(Some(0))),
+                long_calls: request.long_call_seconds.and(opt(9)?.or(Some(0))),
+            };
+            groups.push(StatsGroup { key, aggregates });
+        }
+        zero_fill(request, &mut groups)?;
+        sort_groups(&request.group_by, &mut groups);
+        Ok(groups)
+    }
+
+    /// The `p` percentile of durations per group, exact and continuous.
+    pub async fn duration_percentiles(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+        p: f64,
+    ) -> Result<HashMap<GroupKey, f64>, AppError> {
+        let backend = self.backend();
+        let (inner, values) = base_select(backend, request, plan);
+        let keys = key_list(request);
+        let select_keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("{keys}, ")
+        };
+        let group = group_clause(&keys);
+        // `{:e}` prints the shortest literal that reads back as the same f64.
+        let p_literal = format!("CAST({p:e} AS DOUBLE PRECISION)");
+        let n = request.group_by.len();
+        let mut result = HashMap::new();
+        if backend == DatabaseBackend::Postgres {
+            let sql = format!(
+                "WITH base AS ({inner}) SELECT {select_keys}\
+                 percentile_cont({p_literal}) WITHIN GROUP (ORDER BY d) FROM base{group} LIMIT {}",
+                MAX_GROUPS + 1
+            );
+            for row in self.query(backend, sql, values).await? {
+                let value: Option<f64> = row.try_get_by_index(n).map_err(internal)?;
+                if let Some(value) = value {
+                    result.insert(read_key(&row, request)?, value);
+                }
+            }
+        } else {
+            let partition = if keys.is_empty() {
+                String::new()
+            } else {
+                format!("PARTITION BY {keys} ")
+            };
+            let rank = format!("CAST({p_literal} * (n - 1) AS INTEGER)");
+            let sql = format!(
+                "WITH base AS ({inner}), ranked AS (SELECT {select_keys}d, \
+                 ROW_NUMBER() OVER ({partition}ORDER BY d) AS rn, \
+                 COUNT(*) OVER ({partition}) AS n FROM base) \
+                 SELECT {select_keys}MAX(n), \
+                 MIN(CASE WHEN rn = {rank} + 1 THEN d END), \
+                 MIN(CASE WHEN rn = {rank} + 2 THEN d END) \
+                 FROM ranked WHERE rn BETWEEN {rank} + 1 AND {rank} + 2{group} LIMIT {}",
+                MAX_GROUPS + 1
+            );
+            for row in self.query(backend, sql, values).await? {
+                let count: Option<i64> = row.try_get_by_index(n).map_err(internal)?;
+                let lower: Option<i64> = row.try_get_by_index(n + 1).map_err(internal)?;
+                let upper: Option<i64> = row.try_get_by_index(n + 2).map_err(internal)?;
+                let (Some(count), Some(lower)) = (count, lower) else {
+                    continue;
+                };
+                let position = p * (count - 1) as f64;
+                let fraction = position - position.floor();
+                let value = match upper {
+                    Some(upper) if fraction > 0.0 => {
+                        lower as f64 + (upper - lower) as f64 * fraction
+                    }
+                    _ => lower as f64,
+                };
+                result.insert(read_key(&row, request)?, value);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Per group, how many calls fall in each histogram bucket.
+    pub async fn duration_histograms(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+        bounds: &HistogramBounds,
+    ) -> Result<HashMap<GroupKey, Vec<i64>>, AppError> {
+        let backend = self.backend();
+        let (inner, values) = base_select(backend, request, plan);
+        let keys = key_list(request);
+        let mut bucket = String::from("CAST(CASE");
+        for (i, b) in bounds.bounds().iter().enumerate() {
+            bucket.push_str(&format!(" WHEN d < {b} THEN {i}"));
+        }
+        bucket.push_str(&format!(" ELSE {} END AS BIGINT)", bounds.bounds().len()));
+        let (select_keys, group) = if keys.is_empty() {
+            (String::new(), " GROUP BY bucket".to_owned())
+        } else {
+            (format!("{keys}, "), format!(" GROUP BY {keys}, bucket"))
+        };
+        let sql = format!(
+            "WITH base AS ({inner}), bucketed AS (SELECT {select_keys}{bucket} AS bucket FROM base) \
+             SELECT {select_keys}bucket, COUNT(*) FROM bucketed{group} LIMIT {}",
+            (MAX_GROUPS + 1) * bounds.bucket_count()
+        );
+        let n = request.group_by.len();
+        let mut result: HashMap<GroupKey, Vec<i64>> = HashMap::new();
+        for row in self.query(backend, sql, values).await? {
+            let index: i64 = row.try_get_by_index(n).map_err(internal)?;
+            let count: i64 = row.try_get_by_index(n + 1).map_err(internal)?;
+            let counts = result
+                .entry(read_key(&row, request)?)
+                .or_insert_with(|| vec![0; bounds.bucket_count()]);
+            if let Some(slot) = usize::try_from(index).ok().and_then(|i| counts.get_mut(i)) {
+                *slot = count;
+            }
+        }
+        Ok(result)
+    }
+
+    async fn query(
+        &self,
+        backend: DatabaseBackend,
+        sql: String,
+        values: sea_orm::Values,
+    ) -> Result<Vec<QueryResult>, AppError> {
+        self.db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn too_many_groups() -> AppError {
+    AppError::bad_input(
+        "groupBy",
+        format!("more than {MAX_GROUPS} groups; narrow the filter or group by fewer dimensions"),
+    )
+}
+
+/// `g0, g1, ...`: the key columns of `base`.
+fn key_list(request: &StatsRequest) -> String {
+    (0..request.group_by.len())
+        .map(|i| format!("g{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn group_clause(keys: &str) -> String {
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" GROUP BY {keys}")
+    }
+}
+
+/// The filtered calls, one row each: `g0..gN` (group key), `d` (duration), and 0/1 flags
+/// `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
+/// other literal is a number the service produced.
+fn base_select(
+    backend: DatabaseBackend,
+    request: &StatsRequest,
+    plan: &BucketPlan,
+) -> (String, sea_orm::Values) {
+    let mut select = Query::select();
+    for (i, dimension) in request.group_by.iter().enumerate() {
+        let expr = match dimension.period() {
+            Some(period) => time_bucket_key(backend, period, plan),
+            None => format!("\"{}\"", text_column(*dimension)),
+        };
+        select.expr_as(Expr::cust(expr), Alias::new(format!("g{i}")));
+    }
+    let flag = |sql: &str| Expr::cust(format!("CASE WHEN {sql} THEN 1 ELSE 0 END"));
+    select
+        .expr_as(Expr::cust("\"duration_seconds\""), Alias::new("d"))
+        .expr_as(flag("\"recording_url\" IS NOT NULL"), Alias::new("rec"))
+        .expr_as(flag("\"started_at\" IS NOT NULL"), Alias::new("ans"))
+        .expr_as(flag("\"status\" = 'MISSED'"), Alias::new("missed"))
+        .expr_as(flag("\"status\" = 'REJECT'"), Alias::new("rejected"))
+        .expr_as(Expr::cust("\"ended_at\""), Alias::new("ended_at"))
+        .from(call::Entity)
+        .cond_where(condition(&request.filter));
+    let statement = backend.build(&select);
+    (
+        statement.sql,
+        statement.values.unwrap_or(sea_orm::Values(Vec::new())),
+    )
+}
+
+fn text_column(dimension: Dimension) -> &'static str {
+    match dimension {
+        Dimension::PickedBy => "picked_by",
+        Dimension::EndedBy => "ended_by",
+        Dimension::Direction => "direction",
+        Dimension::WabaNumber => "waba_number",
+        Dimension::Customer => "customer_digits",
+        Dimension::Status => "status",
+        Dimension::Channel => "channel",
+        Dimension::Hour | Dimension::Day | Dimension::Week | Dimension::Month => "ended_at",
+    }
+}
+
+/// Whole epoch seconds of `ended_at`.
+fn epoch_seconds(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM \"ended_at\")) AS BIGINT)",
+        _ => "CAST(strftime('%s', \"ended_at\") AS INTEGER)",
+    }
+}
+
+/// The SQL of a call's time-bucket key (see [`crate::domain::stats`] for the keys).
+///
+/// This is the one place that decides how rows meet time buckets; a pre-aggregated bucket
+/// table would replace the queries that call it.
+pub fn time_bucket_key(backend: DatabaseBackend, period: Period, plan: &BucketPlan) -> String {
+    let epoch = epoch_seconds(backend);
+    let offset = match plan.segments.as_slice() {
+        [] => "0".to_owned(),
+        [only] => only.offset_seconds.to_string(),
+        [first, rest @ ..] => {
+            let mut case = String::from("CASE");
+            let mut current = first.offset_seconds;
+            for segment in rest {
+                case.push_str(&format!(" WHEN {epoch} < {} THEN {current}", segment.from));
+                current = segment.offset_seconds;
+            }
+            case.push_str(&format!(" ELSE {current} END"));
+            case
+        }
+    };
+    let local = format!("({epoch} + {offset})");
+    match period {
+        Period::Hour => format!("({epoch} - ((({local} % 3600) + 3600) % 3600))"),
+        Period::Day => format!("({local} / 86400)"),
+        Period::Week => format!("(({local} / 86400 + 3) / 7)"),
+        Period::Month => match backend {
+            DatabaseBackend::Postgres => format!(
+                "CAST(EXTRACT(YEAR FROM to_timestamp({local}) AT TIME ZONE 'UTC') * 12 \
+                 + EXTRACT(MONTH FROM to_timestamp({local}) AT TIME ZONE 'UTC') - 1 AS BIGINT)"
+            ),
+            _ => format!(
+                "(CAST(strftime('%Y', {local}, 'unixepoch') AS INTEGER) * 12 \
+                 + CAST(strftime('%m', {local}, 'unixepoch') AS INTEGER) - 1)"
+            ),
+        },
+    }
+}
+
+fn read_key(row: &QueryResult, request: &StatsRequest) -> Result<GroupKey, AppError> {
+    request
+        .group_by
+        .iter()
+        .enumerate()
+        .map(|(i, dimension)| {
+            if dimension.period().is_some() {
+                row.try_get_by_index::<i64>(i)
+                    .map(KeyPart::Bucket)
+                    .map_err(internal)
+            } else {
+                row.try_get_by_index::<Option<String>>(i)
+                    .map(KeyPart::Text)
+                    .map_err(internal)
+            }
+        })
+        .collect()
+}
+
+/// With exactly one time dimension and a bounded `endedAt` range, every bucket of the range
+/// is present for every combination of the other dimensions that has calls (for the
+/// totals alone when there is no other dimension).
+fn zero_fill(request: &StatsRequest, groups: &mut Vec<StatsGroup>) -> Result<(), AppError> {
+    let time: Vec<(usize, Period)> = request
+        .group_by
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| d.period().map(|p| (i, p)))
+        .collect();
+    let [(slot, period)] = time.as_slice() else {
+        return Ok(());
+    };
+    let Some(range) = request.filter.ended_at else {
+        return Ok(());
+    };
+    let (Some(from), Some(to)) = (range.from, range.to) else {
+        return Ok(());
+    };
+    let buckets = period.keys_between(request.time_zone, from, to);
+    let mut others: Vec<GroupKey> = groups
+        .iter()
+        .map(|g| {
+            let mut k = g.key.clone();
+            k[*slot] = KeyPart::Bucket(0);
+            k
+        })
+        .collect();
+    if request.group_by.len() == 1 {
+        others = vec![vec![KeyPart::Bucket(0)]];
+    }
+    others.sort();
+    others.dedup();
+    if others.len().saturating_mul(buckets.len()) > MAX_GROUPS {
+        return Err(too_many_groups());
+    }
+    let present: std::collections::HashSet<GroupKey> =
+        groups.iter().map(|g| g.key.clone()).collect();
+    for other in &others {
+        for bucket in &buckets {
+            let mut key = other.clone();
+            key[*slot] = KeyPart::Bucket(*bucket);
+            if !present.contains(&key) {
+                groups.push(StatsGroup {
+                    key,
+                    aggregates: Aggregates::empty(request),
+                });
+            }
+        }
+    }
+    Ok(())
+}
