@@ -1,0 +1,135 @@
+//! The crash test: the real binary is SIGKILLed and restarted under load; every acknowledged call survives.
+mod common;
+mod load;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestDatabase, backends};
+use load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
+
+const CALLS: usize = 4000;
+const WORKERS: usize = 24;
+const KILLS: usize = 8;
+const TOKEN: &str = "crash-test-secret";
+
+fn start(database_url: &str, port: u16, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log");
+    Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
+        .env("CALLTRAIL_WEBHOOK_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start calltrail")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_call_survives_repeated_sigkills() {
+    for backend in backends() {
+        let database = TestDatabase::create(&backend).await;
+        let logs = tempfile::tempdir().expect("log dir");
+        let log = logs.path().join("calltrail.log");
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut server = start(&database.url, port, &log);
+        assert!(
+            wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await,
+            "calltrail did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+
+        let tally = Arc::new(Tally::default());
+        let started = Instant::now();
+        let sender = tokio::spawn(send_all(
+            format!("{base}/webhooks/doubletick"),
+            TOKEN.into(),
+            format!("crash_{}", backend.name()),
+            CALLS,
+            WORKERS,
+            tally.clone(),
+            Duration::from_secs(100),
+        ));
+
+        // Kill at evenly spaced points of progress, so every kill lands mid-load.
+        let mut kills = 0;
+        let mut acked_at_kill = Vec::new();
+        while kills < KILLS && !sender.is_finished() {
+            let threshold = CALLS * (kills + 1) / (KILLS + 2);
+            if tally.acked() >= threshold {
+                server.kill().expect("SIGKILL");
+                server.wait().expect("reaped");
+                acked_at_kill.push(tally.acked());
+                kills += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                server = start(&database.url, port, &log);
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        sender.await.expect("sender");
+        let elapsed = started.elapsed();
+        // A last kill with nothing in flight, then the database is read cold.
+        server.kill().expect("SIGKILL");
+        server.wait().expect("reaped");
+
+        let acked = tally.acked_ids();
+        let stored = stored_ids(&database.url).await;
+        let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+        let (without_event, without_delivery) = orphans(&database.url).await;
+        println!(
+            "durability [{}]: calls={CALLS} kills={kills} (acked at each kill: {acked_at_kill:?}) acked={} stored={} missing={} in {:.1}s; {}",
+            backend.name(),
+            acked.len(),
+            stored.len(),
+            missing.len(),
+            elapsed.as_secs_f64(),
+            tally.summary()
+        );
+        assert_eq!(
+            kills,
+            KILLS,
+            "[{}] every kill landed mid-load",
+            backend.name()
+        );
+        assert_eq!(
+            acked.len(),
+            CALLS,
+            "[{}] the sender got every call acknowledged in time",
+            backend.name()
+        );
+        assert!(
+            missing.is_empty(),
+            "[{}] acknowledged but missing: {missing:?}",
+            backend.name()
+        );
+        assert_eq!(
+            stored.len(),
+            CALLS,
+            "[{}] no call stored twice or invented",
+            backend.name()
+        );
+        assert_eq!(
+            without_event,
+            0,
+            "[{}] calls without their event",
+            backend.name()
+        );
+        assert_eq!(
+            without_delivery,
+            0,
+            "[{}] calls without their logged delivery",
+            backend.name()
+        );
+        drop(database);
+    }
+}

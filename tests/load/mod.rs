@@ -1,0 +1,232 @@
+//! A DoubleTick-like sender for the crash and outage tests: unique calls, retried on every non-2xx or timeout until acknowledged.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::json;
+
+/// What the sender saw.
+#[derive(Default, Debug)]
+pub struct Tally {
+    /// Calls acknowledged with a 2xx.
+    pub acked: AtomicUsize,
+    /// Requests sent, retries included.
+    pub attempts: AtomicUsize,
+    /// 503 answers, and how many of them carried `Retry-After`.
+    pub unavailable: AtomicUsize,
+    pub unavailable_with_retry_after: AtomicUsize,
+    /// Other non-2xx answers.
+    pub other_statuses: AtomicUsize,
+    /// Connection errors and timeouts.
+    pub transport_errors: AtomicUsize,
+    /// Call ids acknowledged, in acknowledgement order.
+    pub acked_ids: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    pub fn acked_ids(&self) -> Vec<String> {
+        self.acked_ids.lock().expect("tally").clone()
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "attempts={} 503={} (with Retry-After: {}) other-non-2xx={} timeouts/connection-errors={}",
+            self.attempts.load(Ordering::SeqCst),
+            self.unavailable.load(Ordering::SeqCst),
+            self.unavailable_with_retry_after.load(Ordering::SeqCst),
+            self.other_statuses.load(Ordering::SeqCst),
+            self.transport_errors.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// The `i`-th unique call: a complete CALL_ENDED delivery.
+pub fn call_body(prefix: &str, i: usize) -> String {
+    let started = 1_772_442_845 + (i as i64) * 60;
+    let at = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .expect("timestamp")
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    json!({
+        "event": "CALL_ENDED",
+        "callId": format!("{prefix}_{i:06}"),
+        "chatMessageId": format!("msg_{i}"),
+        "chatId": "chat_load",
+        "wabaNumber": "918045671200",
+        "customerNumber": format!("9198{i:08}"),
+        "customerName": "Load Test",
+        "customerId": format!("customer_{i}"),
+        "callDirection": if i % 2 == 0 { "INCOMING" } else { "OUTGOING" },
+        "callStatus": "END",
+        "failedReason": "",
+        "durationInSeconds": 42,
+        "callStartedAt": at(started),
+        "callEndedAt": at(started + 42),
+        "pickedBy": "agent",
+        "rejectedBy": "",
+        "endedBy": "agent",
+        "recordingUrl": "",
+        "deviceId": "device_load"
+    })
+    .to_string()
+}
+
+/// Posts calls `0..n` with `workers` concurrent senders, each retrying its call until a 2xx
+/// (or until `deadline` passes, which the caller then reports as a failure).
+pub async fn send_all(
+    url: String,
+    token: String,
+    prefix: String,
+    n: usize,
+    workers: usize,
+    tally: Arc<Tally>,
+    deadline: Duration,
+) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (url, token, prefix) = (url.clone(), token.clone(), prefix.clone());
+        let (client, next, tally) = (client.clone(), next.clone(), tally.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    return;
+                }
+                let body = call_body(&prefix, i);
+                loop {
+                    if started.elapsed() > deadline {
+                        return;
+                    }
+                    tally.attempts.fetch_add(1, Ordering::SeqCst);
+                    let sent = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status().is_success() => {
+                            tally.acked.fetch_add(1, Ordering::SeqCst);
+                            tally
+                                .acked_ids
+                                .lock()
+                                .expect("tally")
+                                .push(format!("{prefix}_{i:06}"));
+                            break;
+                        }
+                        Ok(response) if response.status().as_u16() == 503 => {
+                            tally.unavailable.fetch_add(1, Ordering::SeqCst);
+                            if response.headers().contains_key("retry-after") {
+                                tally
+                                    .unavailable_with_retry_after
+                                    .fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Ok(_) => {
+                            tally.other_statuses.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            tally.transport_errors.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    // DoubleTick's retry delay is undocumented; retry fast to keep the pressure on.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.expect("sender");
+    }
+}
+
+/// The concluded calls in the database at `url`, read straight from the table.
+pub async fn stored_ids(url: &str) -> HashSet<String> {
+    let db = Database::connect(url)
+        .await
+        .expect("database for the check");
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT call_id FROM calls WHERE ended_at IS NOT NULL",
+        ))
+        .await
+        .expect("stored calls");
+    let _ = db.close().await;
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "call_id").expect("call_id"))
+        .collect()
+}
+
+/// Integrity after crashes: every call has the event it was folded from and the logged delivery
+/// that brought it; no half-written call.
+pub async fn orphans(url: &str) -> (i64, i64) {
+    let db = Database::connect(url)
+        .await
+        .expect("database for the check");
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .expect("count")
+                .expect("row");
+            row.try_get::<i64>("", "n").expect("n")
+        }
+    };
+    let without_event = count(
+        "SELECT COUNT(*) AS n FROM calls c WHERE NOT EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = c.call_id)",
+    )
+    .await;
+    let without_delivery = count(
+        "SELECT COUNT(*) AS n FROM calls c WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.call_id = c.call_id AND d.outcome = 'stored')",
+    )
+    .await;
+    let _ = db.close().await;
+    (without_event, without_delivery)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// Waits until `url` answers 200, up to `limit`.
+pub async fn wait_healthy(url: &str, limit: Duration) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
