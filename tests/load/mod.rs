@@ -66,7 +66,7 @@ pub fn call_body(prefix: &str, i: usize) -> String {
         "customerNumber": format!("9198{i:08}"),
         "customerName": "Load Test",
         "customerId": format!("customer_{i}"),
-        "callDirection": if i % 2 == 0 { "INCOMING" } else { "OUTGOING" },
+        "callDirection": if i.is_multiple_of(2) { "INCOMING" } else { "OUTGOING" },
         "callStatus": "END",
         "failedReason": "",
         "durationInSeconds": 42,
