@@ -609,3 +609,24 @@ async fn statistics_of_an_empty_store_are_zero_and_null() {
         app.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_zero_filled_range_with_too_many_buckets_is_refused() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let response = app
+            .graphql(
+                "{ callStats(groupBy: [HOUR], filter: { endedAt: { from: \"1990-01-01T00:00:00Z\", to: \"2030-01-01T00:00:00Z\" } }) { groups { stats { count } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT",
+            "[{}] {response}",
+            backend.name()
+        );
+        assert_eq!(response["errors"][0]["extensions"]["argument"], "groupBy");
+        app.finish().await;
+    }
+}

@@ -398,6 +398,16 @@ fn zero_fill(request: &StatsRequest, groups: &mut Vec<StatsGroup>) -> Result<(),
     let (Some(from), Some(to)) = (range.from, range.to) else {
         return Ok(());
     };
+    // Refuse before enumerating: the shortest bucket of each period bounds their number.
+    let shortest = match period {
+        Period::Hour => 1800,
+        Period::Day => 22 * 3600,
+        Period::Week => 7 * 86_400 - 3 * 3600,
+        Period::Month => 28 * 86_400 - 3 * 3600,
+    };
+    if (to - from).num_seconds() / shortest > MAX_GROUPS as i64 {
+        return Err(too_many_groups());
+    }
     let buckets = period.keys_between(request.time_zone, from, to);
     let mut others: Vec<GroupKey> = groups
         .iter()
