@@ -8,7 +8,7 @@ use crate::domain::FieldError;
 /// Seconds a client should wait before retrying when storage is unavailable.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AppError {
     /// The body is not JSON nor a form, or not an object.
     #[error("{0}")]

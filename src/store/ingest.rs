@@ -1,5 +1,7 @@
 //! Durable ingestion with group commit: one writer task batches concurrent deliveries into one
 //! transaction and answers each only after that transaction has committed.
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use entity::{call, call_event, call_revision, delivery};
 use sea_orm::sea_query::OnConflict;
@@ -21,6 +23,9 @@ use crate::error::AppError;
 const MAX_BATCH: usize = 256;
 /// Deliveries waiting for the writer before senders are made to wait.
 const QUEUE_DEPTH: usize = 4096;
+/// Longest wait for a PostgreSQL connection before a batch is answered 503: a sender waiting
+/// on a dead database learns it quickly and retries later.
+const BEGIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the webhook handler decided a delivery is, ready to be logged and applied.
 #[derive(Clone, Debug)]
@@ -134,8 +139,9 @@ async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// Commits a batch in one transaction; if that fails, each job is retried alone so one
-/// failing delivery cannot take the others down with it.
+/// Commits a batch in one transaction. If the database cannot even be reached, every job is
+/// answered unavailable at once; if one delivery made the transaction fail, each job is retried
+/// alone so that delivery cannot take the others down with it.
 async fn commit_batch(store: &Store, batch: Vec<Job>) {
     let incomings: Vec<&Incoming> = batch.iter().map(|j| &j.incoming).collect();
     match apply_in_transaction(store, &incomings).await {
@@ -144,19 +150,48 @@ async fn commit_batch(store: &Store, batch: Vec<Job>) {
                 let _ = job.reply.send(Ok(receipt));
             }
         }
-        Err(e) if batch.len() == 1 => {
-            if let Some(job) = batch.into_iter().next() {
-                let _ = job.reply.send(Err(e));
+        Err(failure) if failure.unreachable || batch.len() == 1 => {
+            for job in batch {
+                let _ = job.reply.send(Err(failure.error.clone()));
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying one by one");
+        Err(failure) => {
+            tracing::warn!(error = %failure.error, size = batch.len(), "batch failed; retrying one by one");
+            let mut unreachable: Option<AppError> = None;
             for job in batch {
-                let result = apply_in_transaction(store, &[&job.incoming])
-                    .await
-                    .map(|mut r| r.remove(0));
+                if let Some(error) = &unreachable {
+                    let _ = job.reply.send(Err(error.clone()));
+                    continue;
+                }
+                let result = match apply_in_transaction(store, &[&job.incoming]).await {
+                    Ok(mut receipts) => receipts
+                        .pop()
+                        .ok_or_else(|| AppError::Internal("no receipt".into())),
+                    Err(failure) => {
+                        if failure.unreachable {
+                            unreachable = Some(failure.error.clone());
+                        }
+                        Err(failure.error)
+                    }
+                };
                 let _ = job.reply.send(result);
             }
+        }
+    }
+}
+
+/// Why a transaction did not commit.
+struct Failure {
+    error: AppError,
+    /// No transaction could even be started: the database is down or saturated.
+    unreachable: bool,
+}
+
+impl Failure {
+    fn during(error: AppError) -> Failure {
+        Failure {
+            error,
+            unreachable: false,
         }
     }
 }
@@ -164,23 +199,45 @@ async fn commit_batch(store: &Store, batch: Vec<Job>) {
 async fn apply_in_transaction(
     store: &Store,
     incomings: &[&Incoming],
-) -> Result<Vec<Receipt>, AppError> {
-    let txn = store
-        .db
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await
-        .map_err(unavailable)?;
+) -> Result<Vec<Receipt>, Failure> {
+    let begin = store.db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    });
+    // SQLite waits on its own busy timeout; a PostgreSQL connection that cannot be had quickly
+    // means the server is down.
+    let limit = if store.is_postgres() {
+        BEGIN_TIMEOUT
+    } else {
+        Duration::MAX
+    };
+    let txn = match tokio::time::timeout(limit, begin).await {
+        Ok(Ok(txn)) => txn,
+        Ok(Err(e)) => {
+            return Err(Failure {
+                error: unavailable(e),
+                unreachable: true,
+            });
+        }
+        Err(_) => {
+            return Err(Failure {
+                error: AppError::Unavailable(format!(
+                    "no database connection within {BEGIN_TIMEOUT:?}"
+                )),
+                unreachable: true,
+            });
+        }
+    };
     if store.is_postgres() {
-        lock_calls(&txn, incomings).await?;
+        lock_calls(&txn, incomings).await.map_err(Failure::during)?;
     }
     let mut receipts = Vec::with_capacity(incomings.len());
     for incoming in incomings {
-        receipts.push(apply(&txn, incoming).await?);
+        receipts.push(apply(&txn, incoming).await.map_err(Failure::during)?);
     }
-    txn.commit().await.map_err(unavailable)?;
+    txn.commit()
+        .await
+        .map_err(|e| Failure::during(unavailable(e)))?;
     Ok(receipts)
 }
 

@@ -23,6 +23,8 @@ pub struct Tally {
     pub other_statuses: AtomicUsize,
     /// Connection errors and timeouts.
     pub transport_errors: AtomicUsize,
+    /// Slowest 503 answer, in milliseconds.
+    pub slowest_unavailable_ms: AtomicUsize,
     /// Call ids acknowledged, in acknowledgement order.
     pub acked_ids: Mutex<Vec<String>>,
 }
@@ -38,10 +40,11 @@ impl Tally {
 
     pub fn summary(&self) -> String {
         format!(
-            "attempts={} 503={} (with Retry-After: {}) other-non-2xx={} timeouts/connection-errors={}",
+            "attempts={} 503={} (with Retry-After: {}, slowest {} ms) other-non-2xx={} timeouts/connection-errors={}",
             self.attempts.load(Ordering::SeqCst),
             self.unavailable.load(Ordering::SeqCst),
             self.unavailable_with_retry_after.load(Ordering::SeqCst),
+            self.slowest_unavailable_ms.load(Ordering::SeqCst),
             self.other_statuses.load(Ordering::SeqCst),
             self.transport_errors.load(Ordering::SeqCst),
         )
@@ -94,7 +97,7 @@ pub async fn send_all(
 ) {
     let next = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
     let started = Instant::now();
@@ -114,6 +117,7 @@ pub async fn send_all(
                         return;
                     }
                     tally.attempts.fetch_add(1, Ordering::SeqCst);
+                    let sent_at = Instant::now();
                     let sent = client
                         .post(&url)
                         .bearer_auth(&token)
@@ -133,6 +137,10 @@ pub async fn send_all(
                         }
                         Ok(response) if response.status().as_u16() == 503 => {
                             tally.unavailable.fetch_add(1, Ordering::SeqCst);
+                            tally.slowest_unavailable_ms.fetch_max(
+                                sent_at.elapsed().as_millis() as usize,
+                                Ordering::SeqCst,
+                            );
                             if response.headers().contains_key("retry-after") {
                                 tally
                                     .unavailable_with_retry_after
