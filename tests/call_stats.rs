@@ -365,10 +365,7 @@ async fn statistics_over_five_thousand_generated_calls_match_a_plain_rust_comput
                 .iter()
                 .filter(|c| range.is_none_or(|(f, t)| f <= c.ended_at && c.ended_at < t))
                 .collect();
-            assert!(
-                selected.len() > 1_000,
-                "{label}: the case covers many calls"
-            );
+            assert!(selected.len() > 100, "{label}: the case covers many calls");
             let filter = match case.ended_at {
                 Some((from, to)) => json!({ "endedAt": { "from": from, "to": to } }),
                 None => Value::Null,

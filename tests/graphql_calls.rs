@@ -515,3 +515,24 @@ async fn oversized_deep_and_batched_requests_are_refused_with_a_code() {
         app.finish().await;
     }
 }
+
+#[tokio::test]
+async fn every_example_query_in_the_docs_runs_without_errors() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/queries.md"))
+        .expect("docs/queries.md");
+    let examples: Vec<&str> = docs
+        .split("```graphql")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect();
+    assert!(examples.len() >= 6, "one example per capability");
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        dataset::ingest(&app, &dataset::generate(200)).await;
+        for example in &examples {
+            let data = app.query(example, json!({})).await;
+            assert!(data.is_object(), "[{}] {example}", backend.name());
+        }
+        app.finish().await;
+    }
+}

@@ -14,10 +14,15 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 
 pub struct Query;
 
+/// Calls and their statistics.
 #[Object]
 impl Query {
     /// One concluded call by its DoubleTick `callId`; `null` when there is none.
-    async fn call(&self, ctx: &Context<'_>, call_id: ID) -> GqlResult<Option<Call>> {
+    async fn call(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "DoubleTick's `callId`.")] call_id: ID,
+    ) -> GqlResult<Option<Call>> {
         let store = ctx.data::<Store>()?;
         Ok(store.call(&call_id).await.map_err(gql)?.map(Call))
     }
@@ -64,9 +69,9 @@ impl Query {
         group_by: Option<Vec<CallDimension>>,
         #[graphql(
             desc = "IANA time zone of the HOUR/DAY/WEEK/MONTH buckets (e.g. `America/New_York`).",
-            default_with = "String::from(\"UTC\")"
+            default_with = "Some(String::from(\"UTC\"))"
         )]
-        time_zone: String,
+        time_zone: Option<String>,
         #[graphql(desc = "Calls shorter than this many seconds count as `shortCalls`.")]
         short_call_seconds: Option<i64>,
         #[graphql(desc = "Calls longer than this many seconds count as `longCalls`.")]
@@ -77,7 +82,7 @@ impl Query {
             store,
             filter,
             group_by,
-            &time_zone,
+            time_zone.as_deref().unwrap_or("UTC"),
             short_call_seconds,
             long_call_seconds,
         )

@@ -63,12 +63,12 @@ impl From<CallDimension> for Dimension {
     }
 }
 
-/// Statistics over the matching calls: the totals, and one entry per group.
 pub struct CallStatsResult {
     total: CallStats,
     groups: Vec<CallStatsGroup>,
 }
 
+/// Statistics over the matching calls: the totals, and one entry per group.
 #[Object]
 impl CallStatsResult {
     /// Over every matching call.
@@ -190,14 +190,14 @@ impl StatsRun {
     }
 }
 
-/// Counts and durations over a group of calls. Durations are `durationSeconds` (talk time),
-/// so unanswered calls count as 0 s.
 pub struct CallStats {
     run: Arc<StatsRun>,
     key: GroupKey,
     aggregates: Aggregates,
 }
 
+/// Counts and durations over a group of calls. Durations are `durationSeconds` (talk time),
+/// so unanswered calls count as 0 s.
 #[Object]
 impl CallStats {
     /// Calls in the group.
