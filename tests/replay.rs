@@ -1,0 +1,164 @@
+//! `calltrail replay --rejected`: rejected deliveries re-processed from the log, each reported, the log only appended to.
+mod common;
+
+use chrono::Utc;
+use common::{TestApp, backends, fixture_bytes};
+use entity::delivery;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, Database, EntityTrait, QueryOrder};
+use serde_json::json;
+use sha2::Digest;
+
+fn replay(database_url: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .args(["replay", "--rejected"])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("calltrail replay runs");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn log(url: &str) -> Vec<delivery::Model> {
+    let db = Database::connect(url).await.expect("db");
+    let rows = delivery::Entity::find()
+        .order_by_asc(delivery::Column::Id)
+        .all(&db)
+        .await
+        .expect("deliveries");
+    let _ = db.close().await;
+    rows
+}
+
+/// A delivery an older calltrail rejected that today's parser accepts, as it sits in the log.
+async fn log_old_rejection(url: &str, body: &[u8]) -> i64 {
+    let db = Database::connect(url).await.expect("db");
+    let row = delivery::ActiveModel {
+        received_at: Set(Utc::now() - chrono::Duration::days(30)),
+        content_type: Set("application/json".into()),
+        body: Set(body.to_vec()),
+        sha256: Set(hex::encode(sha2::Sha256::digest(body))),
+        event: Set(Some("CALL_ENDED".into())),
+        call_id: Set(Some("call_9P0tN4aWsD".into())),
+        outcome: Set("rejected".into()),
+        reason: Set(Some(
+            json!({"code": "INVALID_PAYLOAD", "message": "channel: unknown key (an older calltrail)"})
+                .to_string(),
+        )),
+        replay_of: Set(None),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("old rejection logged");
+    let _ = db.close().await;
+    row.id
+}
+
+#[tokio::test]
+async fn replay_reprocesses_rejections_reports_each_and_only_appends_to_the_log() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let (status, _) = app.post_fixture("invalid/unparseable-ended-at.json").await;
+        assert_eq!(status, 422);
+        let (status, _) = app.post_webhook("text/plain", "hello").await;
+        assert_eq!(status, 415);
+        let (status, _) = app
+            .post_fixture("events/call-ended-incoming-recorded.json")
+            .await;
+        assert_eq!(status, 200);
+        let fixable = log_old_rejection(
+            &app.database.url,
+            &fixture_bytes("events/call-ended-pstn.json"),
+        )
+        .await;
+        let before = log(&app.database.url).await;
+        assert_eq!(before.len(), 4);
+
+        let report = replay(&app.database.url);
+        let label = backend.name();
+        assert!(
+            report.contains(&format!("delivery {fixable}: stored call_9P0tN4aWsD")),
+            "[{label}] {report}"
+        );
+        assert!(
+            report.contains(&format!(
+                "delivery {}: rejected call_8F2kQ1xLmA",
+                before[0].id
+            )),
+            "[{label}] {report}"
+        );
+        assert!(
+            report.contains(&format!("delivery {}: rejected -", before[1].id)),
+            "[{label}] {report}"
+        );
+        assert!(
+            report.contains("3 replayed, 2 still rejected"),
+            "[{label}] {report}"
+        );
+
+        let after = log(&app.database.url).await;
+        assert_eq!(
+            &after[..before.len()],
+            &before[..],
+            "[{label}] earlier entries untouched"
+        );
+        let appended = &after[before.len()..];
+        assert_eq!(appended.len(), 3, "[{label}] one new entry per replay");
+        let replayed: Vec<Option<i64>> = appended.iter().map(|d| d.replay_of).collect();
+        assert_eq!(
+            replayed,
+            vec![Some(before[0].id), Some(before[1].id), Some(fixable)]
+        );
+        for entry in appended {
+            let original = before
+                .iter()
+                .find(|d| Some(d.id) == entry.replay_of)
+                .expect("original");
+            assert_eq!(entry.body, original.body, "the same bytes re-processed");
+            assert_eq!(entry.sha256, original.sha256);
+            assert_eq!(
+                entry.received_at, original.received_at,
+                "when DoubleTick sent it"
+            );
+        }
+        assert_eq!(appended[2].outcome, "stored");
+        assert_eq!(appended[0].outcome, "rejected");
+        assert!(
+            appended[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("callEndedAt"))
+        );
+
+        let data = app
+            .query(
+                "{ call(callId: \"call_9P0tN4aWsD\") { channel durationSeconds rawPayload } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            data["call"]["channel"], "PSTN",
+            "[{label}] the replayed call is queryable"
+        );
+        assert_eq!(
+            data["call"]["rawPayload"].as_str().map(str::as_bytes),
+            Some(fixture_bytes("events/call-ended-pstn.json").as_slice())
+        );
+
+        let again = replay(&app.database.url);
+        assert!(
+            again.contains("2 replayed, 2 still rejected"),
+            "[{label}] a resolved rejection is not replayed twice; unresolved ones are retried: {again}"
+        );
+        assert!(
+            !again.contains(&format!("delivery {fixable}:")),
+            "[{label}] {again}"
+        );
+        app.finish().await;
+    }
+}
