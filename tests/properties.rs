@@ -360,7 +360,7 @@ fn lifecycle_event(kind: EventKind, seed: u8) -> CallEvent {
         direction: Some(Direction::Incoming),
         customer_number: Some("919811122233".into()),
         waba_number: Some("918045671200".into()),
-        chat_id: (seed % 3 == 0).then(|| format!("chat_{seed}")),
+        chat_id: seed.is_multiple_of(3).then(|| format!("chat_{seed}")),
         customer_name: pick(&["Meera", "Meera Iyer", ""]).filter(|s| !s.is_empty()),
         device_id: pick(&["d1", "d2"]),
         ..Default::default()
@@ -386,7 +386,9 @@ fn lifecycle_event(kind: EventKind, seed: u8) -> CallEvent {
             );
             fields.ended_at = Utc.timestamp_opt(1_772_443_157, 0).single();
             fields.duration_seconds = Some(i64::from(seed) * 7);
-            fields.recording_url = (seed % 2 == 0).then(|| format!("https://r/{seed}.mp3"));
+            fields.recording_url = seed
+                .is_multiple_of(2)
+                .then(|| format!("https://r/{seed}.mp3"));
         }
         EventKind::IncomingInitiated | EventKind::OutgoingInitiated => {
             fields.status = Some("INITIATED".into());
