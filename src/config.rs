@@ -82,4 +82,13 @@ pub enum Command {
         #[arg(long)]
         rejected: bool,
     },
+    /// Load synthetic calls for benchmarks (into an empty database, for realistic figures).
+    Seed {
+        /// How many calls.
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Generator seed: the same seed loads the same calls.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }

@@ -12,6 +12,8 @@ pub mod error;
 pub mod graphql;
 /// `calltrail replay`: re-processing logged deliveries.
 pub mod replay;
+/// Synthetic call traffic for `calltrail seed` and the benchmarks.
+pub mod seed;
 /// Persistence (the only sea-orm user): ingestion with group commit, queries.
 pub mod store;
 /// REST ingestion of DoubleTick webhooks.

@@ -24,6 +24,7 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Replay { rejected } => run_replay(&cli.settings.database_url, rejected).await,
+        Command::Seed { calls, seed } => run_seed(&cli.settings.database_url, calls, seed).await,
         Command::Serve => serve(&cli.settings).await,
     };
     match result {
@@ -98,5 +99,27 @@ async fn run_replay(database_url: &str, rejected: bool) -> Result<(), calltrail:
     }
     let still = report.iter().filter(|r| r.outcome == "rejected").count();
     println!("{} replayed, {} still rejected", report.len(), still);
+    Ok(())
+}
+
+async fn run_seed(
+    database_url: &str,
+    calls: u64,
+    seed: u64,
+) -> Result<(), calltrail::error::AppError> {
+    let store = Store::connect(database_url).await?;
+    store.migrate().await?;
+    let started = std::time::Instant::now();
+    let spec = calltrail::seed::SeedSpec {
+        calls,
+        seed,
+        end: chrono::Utc::now(),
+    };
+    let report = store.seed(calls, calltrail::seed::generate(spec)).await?;
+    println!(
+        "seeded {} calls in {:.1} s",
+        report.calls,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

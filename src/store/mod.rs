@@ -3,6 +3,7 @@ pub mod calls;
 pub mod deliveries;
 pub mod filter;
 pub mod ingest;
+pub mod seed;
 pub mod stats;
 
 use std::time::Duration;

@@ -1,0 +1,335 @@
+//! Benchmark harness: bench databases, the release server as a child process, RSS, percentiles.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+
+/// Bearer token the benchmark server is started with.
+pub const TOKEN: &str = "bench-token-0123456789";
+
+/// A database kind to benchmark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres { admin_url: String },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// `BENCH_BACKENDS` (default `sqlite,postgres`); PostgreSQL at `BENCH_PG_URL`
+/// (default `postgres://postgres@127.0.0.1:5432/postgres`).
+pub fn backends() -> Vec<Backend> {
+    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let admin_url = std::env::var("BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    wanted
+        .split(',')
+        .filter_map(|name| match name.trim() {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" => Some(Backend::Postgres {
+                admin_url: admin_url.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An environment variable as a number, or a default.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A named bench database: `/tmp/calltrail_bench_<name>.db` or PostgreSQL `calltrail_bench_<name>`.
+pub struct BenchDatabase {
+    pub url: String,
+    pub backend: Backend,
+    name: String,
+}
+
+impl BenchDatabase {
+    /// Creates it empty (dropping a previous one of the same name).
+    pub async fn fresh(backend: &Backend, name: &str) -> BenchDatabase {
+        let db = BenchDatabase::existing(backend, name);
+        db.drop_now().await;
+        if let Backend::Postgres { admin_url } = backend {
+            admin_sql(
+                admin_url,
+                &format!("CREATE DATABASE calltrail_bench_{name}"),
+            )
+            .await;
+        }
+        db
+    }
+
+    /// Refers to it without creating or emptying it.
+    pub fn existing(backend: &Backend, name: &str) -> BenchDatabase {
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}?mode=rwc", sqlite_path(name).display()),
+            Backend::Postgres { admin_url } => {
+                with_database(admin_url, &format!("calltrail_bench_{name}"))
+            }
+        };
+        BenchDatabase {
+            url,
+            backend: backend.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Removes it (the SQLite file and its WAL, or the PostgreSQL database).
+    pub async fn drop_now(&self) {
+        match &self.backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(&self.name);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Backend::Postgres { admin_url } => {
+                admin_sql(
+                    admin_url,
+                    &format!(
+                        "DROP DATABASE IF EXISTS calltrail_bench_{} WITH (FORCE)",
+                        self.name
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Bytes on disk (SQLite file + WAL, or `pg_database_size`).
+    pub async fn size_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Sqlite => ["", "-wal"]
+                .iter()
+                .filter_map(|s| {
+                    std::fs::metadata(format!("{}{s}", sqlite_path(&self.name).display())).ok()
+                })
+                .map(|m| m.len())
+                .sum(),
+            Backend::Postgres { .. } => {
+                let db = Database::connect(self.url.as_str()).await.expect("connect");
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        DatabaseBackend::Postgres,
+                        "SELECT pg_database_size(current_database())::bigint AS n",
+                    ))
+                    .await
+                    .expect("size")
+                    .expect("row");
+                let n: i64 = row.try_get("", "n").expect("n");
+                let _ = db.close().await;
+                n as u64
+            }
+        }
+    }
+}
+
+fn sqlite_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/calltrail_bench_{name}.db"))
+}
+
+async fn admin_sql(admin_url: &str, sql: &str) {
+    let admin = Database::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("{admin_url} is unreachable: {e}"));
+    admin
+        .execute_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = admin.close().await;
+}
+
+/// `admin_url` pointing at database `name` instead.
+pub fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// The release binary (`cargo build --release` first), or `CALLTRAIL_BIN`.
+pub fn binary() -> PathBuf {
+    let path = std::env::var("CALLTRAIL_BIN").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/calltrail"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release` first",
+        path.display()
+    );
+    path
+}
+
+/// `calltrail seed` as a child process; returns the wall time it took.
+pub fn seed(url: &str, calls: u64, seed: u64) -> Duration {
+    let started = Instant::now();
+    let status = Command::new(binary())
+        .args([
+            "seed",
+            "--calls",
+            &calls.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .status()
+        .expect("run calltrail seed");
+    assert!(status.success(), "calltrail seed failed");
+    started.elapsed()
+}
+
+/// The release server as a child process on a free loopback port, killed when dropped.
+pub struct Server {
+    pub base: String,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start(url: &str) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(binary())
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", url)
+            .env("CALLTRAIL_WEBHOOK_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start calltrail");
+        let server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", server.base)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "calltrail did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        rss_mib(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `VmRSS` of a process, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Samples a process's RSS every 100 ms until stopped; yields the peak.
+pub struct RssSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<f64>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut peak = rss_mib(pid);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return peak,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        peak = peak.max(rss_mib(pid));
+                    }
+                }
+            }
+        });
+        RssSampler { stop, task }
+    }
+
+    pub async fn peak(self) -> f64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0.0)
+    }
+}
+
+/// The `q`-quantile (0..=1) of sorted values.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The machine, for the report.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "{cores} cores, {cpu}; load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
