@@ -133,3 +133,48 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
         drop(database);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_serve() {
+    for backend in backends() {
+        if backend.name() != "postgres" {
+            continue;
+        }
+        let database = TestDatabase::create(&backend).await;
+        let settings = calltrail::config::Settings::for_database(database.url.clone());
+        let starts = (0..4).map(|_| {
+            let settings = settings.clone();
+            tokio::spawn(async move { calltrail::app::spawn(&settings).await })
+        });
+        let mut running = Vec::new();
+        for start in starts.collect::<Vec<_>>() {
+            running.push(
+                start
+                    .await
+                    .expect("task")
+                    .expect("every instance starts, migrating under the advisory lock"),
+            );
+        }
+        let client = reqwest::Client::new();
+        for (n, instance) in running.iter().enumerate() {
+            let mut body: serde_json::Value =
+                serde_json::from_slice(&common::fixture_bytes("events/call-ended-pstn.json"))
+                    .expect("fixture");
+            body["callId"] = serde_json::json!(format!("call_instance_{n}"));
+            let response = client
+                .post(format!("http://{}/webhooks/doubletick", instance.addr))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("delivery");
+            assert_eq!(response.status().as_u16(), 200, "instance {n}");
+        }
+        for instance in running {
+            let store = instance.store.clone();
+            instance.stop().await;
+            store.close().await;
+        }
+        assert_eq!(stored_ids(&database.url).await.len(), 4);
+    }
+}
