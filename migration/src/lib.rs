@@ -5,6 +5,7 @@ mod m20261127_000001_create_calls;
 mod m20261127_000002_create_call_events;
 mod m20261127_000003_create_call_revisions;
 mod m20261127_000004_create_deliveries;
+mod m20261127_000005_create_call_buckets;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_create_call_events::Migration),
             Box::new(m20261127_000003_create_call_revisions::Migration),
             Box::new(m20261127_000004_create_deliveries::Migration),
+            Box::new(m20261127_000005_create_call_buckets::Migration),
         ]
     }
 }

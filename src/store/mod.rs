@@ -3,6 +3,7 @@ pub mod calls;
 pub mod deliveries;
 pub mod filter;
 pub mod ingest;
+pub mod rollup;
 pub mod seed;
 pub mod stats;
 

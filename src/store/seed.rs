@@ -37,7 +37,8 @@ impl Store {
     ///
     /// Rows are built exactly as ingestion builds them (the event folded into the call
     /// state, then `model_from_state`), so queries see what real traffic would have left.
-    /// Deliveries are not logged: these calls were never delivered. When loading at least
+    /// Deliveries are not logged: these calls were never delivered. The `call_buckets` rollup
+    /// is rebuilt from `calls` afterwards. When loading at least
     /// 50k calls into an empty `calls` table, its secondary indexes (and those of
     /// `call_events`) are dropped first and rebuilt at the end, inside the same
     /// transaction: building an index once is several times faster than growing it.
@@ -85,6 +86,7 @@ impl Store {
             execute(&txn, &def.definition).await?;
         }
         txn.commit().await.map_err(unavailable)?;
+        self.rebuild_rollup().await?;
         if self.is_postgres() {
             execute_on(self, "ANALYZE calls").await?;
             execute_on(self, "ANALYZE call_events").await?;

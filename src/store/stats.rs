@@ -44,6 +44,10 @@ impl Store {
         if !request.has_time_dimension() {
             return Ok(BucketPlan::default());
         }
+        // Answerable from the `call_buckets` rollup (see `store::rollup`): no scan of calls.
+        if let Some(segments) = self.rollup_segments(request).await? {
+            return Ok(BucketPlan { segments });
+        }
         let backend = self.backend();
         let epoch = epoch_seconds(backend);
         let (inner, values) = base_select(backend, &request.ungrouped(), &BucketPlan::default());
@@ -70,6 +74,11 @@ impl Store {
         request: &StatsRequest,
         plan: &BucketPlan,
     ) -> Result<Vec<StatsGroup>, AppError> {
+        if let Some(mut groups) = self.rollup_groups(request, &plan.segments).await? {
+            zero_fill(request, &mut groups)?;
+            sort_groups(&request.group_by, &mut groups);
+            return Ok(groups);
+        }
         let backend = self.backend();
         let (inner, values) = base_select(backend, request, plan);
         let keys = key_list(request);

@@ -1,0 +1,88 @@
+//! The `call_buckets` table: concluded calls pre-aggregated per 15 minutes of `ended_at` and direction.
+//!
+//! Every UTC offset in use is a whole number of quarter hours, so local hours, days, weeks
+//! and months in any zone are unions of whole 15-minute UTC buckets. Existing calls are
+//! aggregated into it when the table is created.
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden, Clone, Copy)]
+enum CallBuckets {
+    Table,
+    BucketStart,
+    Direction,
+    Calls,
+    TotalDurationSeconds,
+    MinDurationSeconds,
+    MaxDurationSeconds,
+    WithRecording,
+    Answered,
+    Missed,
+    Rejected,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let count = |c: CallBuckets| ColumnDef::new(c).big_integer().not_null().to_owned();
+        manager
+            .create_table(
+                Table::create()
+                    .table(CallBuckets::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(CallBuckets::BucketStart)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(CallBuckets::Direction).string().not_null())
+                    .col(count(CallBuckets::Calls))
+                    .col(count(CallBuckets::TotalDurationSeconds))
+                    .col(count(CallBuckets::MinDurationSeconds))
+                    .col(count(CallBuckets::MaxDurationSeconds))
+                    .col(count(CallBuckets::WithRecording))
+                    .col(count(CallBuckets::Answered))
+                    .col(count(CallBuckets::Missed))
+                    .col(count(CallBuckets::Rejected))
+                    .primary_key(
+                        Index::create()
+                            .col(CallBuckets::BucketStart)
+                            .col(CallBuckets::Direction),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        let backend = manager.get_database_backend();
+        let sql = backfill_sql(backend);
+        manager.get_connection().execute_unprepared(&sql).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(CallBuckets::Table).to_owned())
+            .await
+    }
+}
+
+/// Aggregates every concluded call into its bucket (the same measures the service keeps).
+fn backfill_sql(backend: DatabaseBackend) -> String {
+    let epoch = match backend {
+        DatabaseBackend::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM ended_at)) AS BIGINT)",
+        _ => "CAST(strftime('%s', ended_at) AS INTEGER)",
+    };
+    format!(
+        "INSERT INTO call_buckets (bucket_start, direction, calls, total_duration_seconds, \
+         min_duration_seconds, max_duration_seconds, with_recording, answered, missed, rejected) \
+         SELECT ({epoch} / 900) * 900 AS b, COALESCE(direction, '') AS dir, COUNT(*), \
+         SUM(duration_seconds), MIN(duration_seconds), MAX(duration_seconds), \
+         SUM(CASE WHEN recording_url IS NOT NULL THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN started_at IS NOT NULL THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN status = 'MISSED' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN status = 'REJECT' THEN 1 ELSE 0 END) \
+         FROM calls WHERE ended_at IS NOT NULL GROUP BY b, dir"
+    )
+}

@@ -1,0 +1,519 @@
+//! The `call_buckets` rollup: concluded calls pre-aggregated per 15-minute UTC bucket and direction.
+//!
+//! Every UTC offset in use is a whole number of quarter hours, so a local hour, day, week or
+//! month in any zone is a union of whole 15-minute UTC buckets. Statistics over time
+//! buckets that need only additive measures (plus min/max) and filter only on `endedAt` (on
+//! quarter-hour bounds) and direction are answered from ~35 000 bucket rows a year instead
+//! of every call.
+//!
+//! The table is kept exactly equal to aggregating `calls`, in the transaction that writes
+//! the call: a newly concluded call is added to its bucket (an upsert); a concluded call
+//! that changes has the buckets it left and entered recomputed from `calls` (rare, and
+//! exact for min/max too). The migration that creates the table fills it from the calls
+//! already stored; `calltrail seed` rebuilds it after loading.
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use entity::{call, call_bucket};
+use sea_orm::ActiveValue::{self, Set};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryResult, Statement,
+    Value,
+};
+
+use super::{Store, internal, unavailable};
+use crate::domain::stats::{
+    Aggregates, Dimension, KeyPart, MAX_GROUPS, OffsetSegment, Period, StatsGroup, StatsRequest,
+    offset_segments,
+};
+use crate::domain::{CallFilter, Direction};
+use crate::error::AppError;
+
+/// Length of one bucket, in seconds.
+pub const BUCKET_SECONDS: i64 = 900;
+
+/// What one concluded call adds to its bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Contribution {
+    bucket_start: i64,
+    direction: String,
+    duration: i64,
+    recorded: bool,
+    answered: bool,
+    missed: bool,
+    rejected: bool,
+}
+
+impl Contribution {
+    fn of(
+        ended_at: Option<DateTime<Utc>>,
+        direction: Option<&str>,
+        status: &str,
+        started: bool,
+        recorded: bool,
+        duration: i64,
+    ) -> Option<Contribution> {
+        let ended = ended_at?.timestamp();
+        Some(Contribution {
+            bucket_start: ended.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS,
+            direction: direction.unwrap_or_default().to_owned(),
+            duration,
+            recorded,
+            answered: started,
+            missed: status == "MISSED",
+            rejected: status == "REJECT",
+        })
+    }
+
+    fn of_model(m: &call::Model) -> Option<Contribution> {
+        Contribution::of(
+            m.ended_at,
+            m.direction.as_deref(),
+            &m.status,
+            m.started_at.is_some(),
+            m.recording_url.is_some(),
+            m.duration_seconds,
+        )
+    }
+
+    fn of_active(m: &call::ActiveModel) -> Option<Contribution> {
+        fn set<T: Clone + Into<Value>>(v: &ActiveValue<T>) -> Option<T> {
+            match v {
+                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Some(v.clone()),
+                ActiveValue::NotSet => None,
+            }
+        }
+        Contribution::of(
+            set(&m.ended_at).flatten(),
+            set(&m.direction).flatten().as_deref(),
+            &set(&m.status).unwrap_or_default(),
+            set(&m.started_at).flatten().is_some(),
+            set(&m.recording_url).flatten().is_some(),
+            set(&m.duration_seconds).unwrap_or(0),
+        )
+    }
+}
+
+/// Keeps the rollup equal to `calls` after one call row went from `old` (none when new) to
+/// `new`, inside the transaction that wrote it. Call it after the row is written.
+pub(crate) async fn record_change(
+    txn: &DatabaseTransaction,
+    old: Option<&call::Model>,
+    new: &call::ActiveModel,
+) -> Result<(), AppError> {
+    let before = old.and_then(Contribution::of_model);
+    let after = Contribution::of_active(new);
+    if before == after {
+        return Ok(());
+    }
+    match (before, after) {
+        (None, Some(added)) => add(txn, &added).await,
+        (Some(left), entered) => {
+            recompute(txn, left.bucket_start).await?;
+            match entered {
+                Some(e) if e.bucket_start != left.bucket_start => {
+                    recompute(txn, e.bucket_start).await
+                }
+                _ => Ok(()),
+            }
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+async fn add(txn: &DatabaseTransaction, c: &Contribution) -> Result<(), AppError> {
+    let flag = |b: bool| i64::from(b);
+    let sum = |column: &str| Expr::cust(format!("call_buckets.{column} + excluded.{column}"));
+    call_bucket::Entity::insert(call_bucket::ActiveModel {
+        bucket_start: Set(c.bucket_start),
+        direction: Set(c.direction.clone()),
+        calls: Set(1),
+        total_duration_seconds: Set(c.duration),
+        min_duration_seconds: Set(c.duration),
+        max_duration_seconds: Set(c.duration),
+        with_recording: Set(flag(c.recorded)),
+        answered: Set(flag(c.answered)),
+        missed: Set(flag(c.missed)),
+        rejected: Set(flag(c.rejected)),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            call_bucket::Column::BucketStart,
+            call_bucket::Column::Direction,
+        ])
+        .value(call_bucket::Column::Calls, sum("calls"))
+        .value(
+            call_bucket::Column::TotalDurationSeconds,
+            sum("total_duration_seconds"),
+        )
+        .value(
+            call_bucket::Column::MinDurationSeconds,
+            Expr::cust(
+                "CASE WHEN excluded.min_duration_seconds < call_buckets.min_duration_seconds \
+                 THEN excluded.min_duration_seconds ELSE call_buckets.min_duration_seconds END",
+            ),
+        )
+        .value(
+            call_bucket::Column::MaxDurationSeconds,
+            Expr::cust(
+                "CASE WHEN excluded.max_duration_seconds > call_buckets.max_duration_seconds \
+                 THEN excluded.max_duration_seconds ELSE call_buckets.max_duration_seconds END",
+            ),
+        )
+        .value(call_bucket::Column::WithRecording, sum("with_recording"))
+        .value(call_bucket::Column::Answered, sum("answered"))
+        .value(call_bucket::Column::Missed, sum("missed"))
+        .value(call_bucket::Column::Rejected, sum("rejected"))
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The measures of a set of calls, as SQL over `calls`.
+const MEASURES: &str = "COUNT(*), CAST(SUM(duration_seconds) AS BIGINT), \
+    MIN(duration_seconds), MAX(duration_seconds), \
+    SUM(CASE WHEN recording_url IS NOT NULL THEN 1 ELSE 0 END), \
+    SUM(CASE WHEN started_at IS NOT NULL THEN 1 ELSE 0 END), \
+    SUM(CASE WHEN status = 'MISSED' THEN 1 ELSE 0 END), \
+    SUM(CASE WHEN status = 'REJECT' THEN 1 ELSE 0 END)";
+
+const COLUMNS: &str = "bucket_start, direction, calls, total_duration_seconds, \
+    min_duration_seconds, max_duration_seconds, with_recording, answered, missed, rejected";
+
+/// Replaces bucket `start`'s rows by aggregating the calls that ended in it.
+async fn recompute(txn: &DatabaseTransaction, start: i64) -> Result<(), AppError> {
+    let backend = txn.get_database_backend();
+    let p = |i: usize| placeholder(backend, i);
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!("DELETE FROM call_buckets WHERE bucket_start = {}", p(1)),
+        [start.into()],
+    ))
+    .await
+    .map_err(unavailable)?;
+    let from = DateTime::<Utc>::from_timestamp(start, 0)
+        .ok_or_else(|| AppError::Internal(format!("bucket {start} out of range")))?;
+    let to = from + Duration::seconds(BUCKET_SECONDS);
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO call_buckets ({COLUMNS}) SELECT {}, COALESCE(direction, ''), {MEASURES} \
+             FROM calls WHERE ended_at IS NOT NULL AND ended_at >= {} AND ended_at < {} \
+             GROUP BY COALESCE(direction, '')",
+            p(1),
+            p(2),
+            p(3)
+        ),
+        [start.into(), from.into(), to.into()],
+    ))
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn placeholder(backend: DatabaseBackend, i: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("${i}"),
+        _ => "?".to_owned(),
+    }
+}
+
+/// Whole epoch seconds of `ended_at`, as SQL.
+fn epoch_seconds(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM ended_at)) AS BIGINT)",
+        _ => "CAST(strftime('%s', ended_at) AS INTEGER)",
+    }
+}
+
+impl Store {
+    /// Rebuilds the whole rollup from `calls` (after a bulk load).
+    pub async fn rebuild_rollup(&self) -> Result<(), AppError> {
+        let backend = self.backend();
+        let epoch = epoch_seconds(backend);
+        let txn = sea_orm::TransactionTrait::begin(&self.db)
+            .await
+            .map_err(unavailable)?;
+        txn.execute_unprepared("DELETE FROM call_buckets")
+            .await
+            .map_err(unavailable)?;
+        txn.execute_unprepared(&format!(
+            "INSERT INTO call_buckets ({COLUMNS}) SELECT ({epoch} / {BUCKET_SECONDS}) * {BUCKET_SECONDS} AS b, \
+             COALESCE(direction, '') AS dir, {MEASURES} FROM calls WHERE ended_at IS NOT NULL \
+             GROUP BY b, dir"
+        ))
+        .await
+        .map_err(unavailable)?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// When the rollup can answer `request`, the zone's offsets over the span of its
+    /// buckets (what [`Store::bucket_plan`] would find from the calls, found from the
+    /// buckets instead); `None` when it cannot.
+    pub async fn rollup_segments(
+        &self,
+        request: &StatsRequest,
+    ) -> Result<Option<Vec<OffsetSegment>>, AppError> {
+        if !answerable(request) {
+            return Ok(None);
+        }
+        let backend = self.backend();
+        let (condition, values) = bucket_condition(backend, &request.filter, 1);
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT MIN(bucket_start), MAX(bucket_start) FROM call_buckets WHERE {condition}"
+                ),
+                values,
+            ))
+            .await
+            .map_err(unavailable)?;
+        let span = match rows.first() {
+            Some(r) => (
+                r.try_get_by_index::<Option<i64>>(0).map_err(internal)?,
+                r.try_get_by_index::<Option<i64>>(1).map_err(internal)?,
+            ),
+            None => (None, None),
+        };
+        let segments = match span {
+            (Some(lo), Some(hi)) => offset_segments(request.time_zone, lo, hi + BUCKET_SECONDS - 1),
+            _ => Vec::new(),
+        };
+        Ok(quarter_hour_aligned(&segments).then_some(segments))
+    }
+
+    /// The groups of `request` computed from the rollup, before zero-filling and sorting;
+    /// `None` when the rollup cannot answer it exactly (the caller then reads `calls`).
+    pub async fn rollup_groups(
+        &self,
+        request: &StatsRequest,
+        segments: &[OffsetSegment],
+    ) -> Result<Option<Vec<StatsGroup>>, AppError> {
+        if !answerable(request) || !quarter_hour_aligned(segments) {
+            return Ok(None);
+        }
+        let backend = self.backend();
+        let offset = offset_case(segments);
+        let local = format!("(bucket_start + {offset})");
+        let mut keys = Vec::new();
+        for dimension in &request.group_by {
+            keys.push(match dimension.period() {
+                Some(Period::Hour) => {
+                    format!("(bucket_start - ((({local} % 3600) + 3600) % 3600))")
+                }
+                // Months are summed from days in the service: a month is whole local days.
+                Some(Period::Day | Period::Month) => format!("({local} / 86400)"),
+                Some(Period::Week) => format!("(({local} / 86400 + 3) / 7)"),
+                None => "direction".to_owned(),
+            });
+        }
+        let (condition, values) = bucket_condition(backend, &request.filter, 1);
+        let key_list: Vec<String> = (0..keys.len()).map(|i| format!("g{i}")).collect();
+        let select_keys: String = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} AS g{i}, "))
+            .collect();
+        let group = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", key_list.join(", "))
+        };
+        let sql = format!(
+            "SELECT {select_keys}CAST(COALESCE(SUM(calls), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(total_duration_seconds), 0) AS BIGINT), \
+             MIN(min_duration_seconds), MAX(max_duration_seconds), \
+             CAST(COALESCE(SUM(with_recording), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(answered), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(missed), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(rejected), 0) AS BIGINT) \
+             FROM call_buckets WHERE {condition}{group}"
+        );
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .map_err(unavailable)?;
+        let mut merged: HashMap<Vec<KeyPart>, Aggregates> = HashMap::new();
+        for row in &rows {
+            let (key, aggregates) = read_row(row, &request.group_by)?;
+            let entry = merged.entry(key).or_default();
+            merge(entry, &aggregates);
+        }
+        if merged.len() > MAX_GROUPS {
+            return Err(AppError::bad_input(
+                "groupBy",
+                format!(
+                    "more than {MAX_GROUPS} groups; narrow the filter or group by fewer dimensions"
+                ),
+            ));
+        }
+        let groups = merged
+            .into_iter()
+            .map(|(key, aggregates)| StatsGroup { key, aggregates })
+            .collect();
+        Ok(Some(groups))
+    }
+}
+
+/// Whether the rollup holds what `request` needs: time buckets and direction as the only
+/// dimensions, `endedAt` on quarter-hour bounds and direction as the only filters, and no
+/// short/long thresholds (those need each call's duration).
+fn answerable(request: &StatsRequest) -> bool {
+    let dimensions_ok = request
+        .group_by
+        .iter()
+        .all(|d| d.period().is_some() || *d == Dimension::Direction);
+    let on_quarter = |t: Option<DateTime<Utc>>| {
+        t.is_none_or(|t| {
+            t.timestamp().rem_euclid(BUCKET_SECONDS) == 0 && t.timestamp_subsec_nanos() == 0
+        })
+    };
+    let filter_ok = CallFilter {
+        ended_at: request.filter.ended_at,
+        direction: request.filter.direction,
+        ..CallFilter::default()
+    } == request.filter
+        && request
+            .filter
+            .ended_at
+            .is_none_or(|r| on_quarter(r.from) && on_quarter(r.to));
+    dimensions_ok
+        && filter_ok
+        && request.short_call_seconds.is_none()
+        && request.long_call_seconds.is_none()
+}
+
+/// Whether every offset and transition falls on a quarter hour, so no bucket straddles two offsets.
+fn quarter_hour_aligned(segments: &[OffsetSegment]) -> bool {
+    segments.iter().enumerate().all(|(i, s)| {
+        s.offset_seconds.rem_euclid(BUCKET_SECONDS) == 0
+            && (i == 0 || s.from.rem_euclid(BUCKET_SECONDS) == 0)
+    })
+}
+
+fn offset_case(segments: &[OffsetSegment]) -> String {
+    match segments {
+        [] => "0".to_owned(),
+        [only] => only.offset_seconds.to_string(),
+        [first, rest @ ..] => {
+            let mut case = String::from("CASE");
+            let mut current = first.offset_seconds;
+            for segment in rest {
+                case.push_str(&format!(
+                    " WHEN bucket_start < {} THEN {current}",
+                    segment.from
+                ));
+                current = segment.offset_seconds;
+            }
+            case.push_str(&format!(" ELSE {current} END"));
+            case
+        }
+    }
+}
+
+/// `bucket_start` within the `endedAt` range and the direction, with bound values from `$first`.
+fn bucket_condition(
+    backend: DatabaseBackend,
+    filter: &CallFilter,
+    first: usize,
+) -> (String, Vec<Value>) {
+    let mut parts = vec!["calls > 0".to_owned()];
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |sql: &str, value: Value, parts: &mut Vec<String>| {
+        parts.push(format!(
+            "{sql} {}",
+            placeholder(backend, first + values.len())
+        ));
+        values.push(value);
+    };
+    if let Some(range) = filter.ended_at {
+        if let Some(from) = range.from {
+            bind("bucket_start >=", from.timestamp().into(), &mut parts);
+        }
+        if let Some(to) = range.to {
+            bind("bucket_start <", to.timestamp().into(), &mut parts);
+        }
+    }
+    if let Some(direction) = filter.direction {
+        bind(
+            "direction =",
+            Direction::as_wire(direction).into(),
+            &mut parts,
+        );
+    }
+    (parts.join(" AND "), values)
+}
+
+fn read_row(
+    row: &QueryResult,
+    group_by: &[Dimension],
+) -> Result<(Vec<KeyPart>, Aggregates), AppError> {
+    let mut key = Vec::with_capacity(group_by.len());
+    for (i, dimension) in group_by.iter().enumerate() {
+        key.push(match dimension.period() {
+            Some(Period::Month) => {
+                let day: i64 = row.try_get_by_index(i).map_err(internal)?;
+                KeyPart::Bucket(month_of_day(day))
+            }
+            Some(_) => KeyPart::Bucket(row.try_get_by_index(i).map_err(internal)?),
+            None => {
+                let direction: String = row.try_get_by_index(i).map_err(internal)?;
+                KeyPart::Text((!direction.is_empty()).then_some(direction))
+            }
+        });
+    }
+    let n = group_by.len();
+    let int = |i: usize| row.try_get_by_index::<i64>(n + i).map_err(internal);
+    let opt = |i: usize| row.try_get_by_index::<Option<i64>>(n + i).map_err(internal);
+    let aggregates = Aggregates {
+        count: int(0)?,
+        total_duration_seconds: int(1)?,
+        min_duration_seconds: opt(2)?,
+        max_duration_seconds: opt(3)?,
+        with_recording: int(4)?,
+        answered: int(5)?,
+        missed: int(6)?,
+        rejected: int(7)?,
+        short_calls: None,
+        long_calls: None,
+    };
+    Ok((key, aggregates))
+}
+
+/// The `Month` key (`year * 12 + month - 1`) of a local day number.
+fn month_of_day(day: i64) -> i64 {
+    use chrono::Datelike;
+    let date = NaiveDate::default() + Duration::days(day);
+    i64::from(date.year()) * 12 + i64::from(date.month0())
+}
+
+fn merge(into: &mut Aggregates, more: &Aggregates) {
+    let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    };
+    into.count += more.count;
+    into.total_duration_seconds += more.total_duration_seconds;
+    into.min_duration_seconds = pick(
+        into.min_duration_seconds,
+        more.min_duration_seconds,
+        i64::min,
+    );
+    into.max_duration_seconds = pick(
+        into.max_duration_seconds,
+        more.max_duration_seconds,
+        i64::max,
+    );
+    into.with_recording += more.with_recording;
+    into.answered += more.answered;
+    into.missed += more.missed;
+    into.rejected += more.rejected;
+}
