@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -17,7 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
-use crate::error::AppError;
+use crate::error::{AppError, RETRY_AFTER_SECONDS};
 use crate::graphql::{self, Limits};
 use crate::store::Store;
 use crate::store::ingest::Ingestor;
@@ -63,6 +63,7 @@ pub fn router(store: Store, settings: &Settings) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::map_response(retry_after_on_unavailable))
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal("a request handler panicked".into()).into_response()
         }))
@@ -75,6 +76,18 @@ async fn health(axum::extract::State(store): axum::extract::State<Store>) -> Res
     } else {
         AppError::Unavailable("health check: database unreachable".into()).into_response()
     }
+}
+
+/// Every 503 tells the sender when to retry, the timeout layer's included.
+async fn retry_after_on_unavailable(mut response: Response) -> Response {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    response
 }
 
 async fn not_found() -> Response {

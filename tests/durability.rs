@@ -178,3 +178,73 @@ async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_ser
         assert_eq!(stored_ids(&database.url).await.len(), 4);
     }
 }
+
+async fn execute(url: &str, sql: &str) {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(url).await.expect("db");
+    db.execute_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        sql,
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = db.close().await;
+}
+
+#[tokio::test]
+async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_stored() {
+    for backend in backends() {
+        let app = common::TestApp::spawn(&backend).await;
+        let (status, _) = app.post_fixture("events/call-ended-pstn.json").await;
+        assert_eq!(status, 200);
+        // The log table vanishes: the call's rows are written, then the log insert fails.
+        execute(
+            &app.database.url,
+            "ALTER TABLE deliveries RENAME TO deliveries_away",
+        )
+        .await;
+        let body = common::fixture_bytes("events/call-ended-incoming-recorded.json");
+        let response = app
+            .client
+            .post(app.url("/webhooks/doubletick"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("delivery");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer: serde_json::Value = response.json().await.expect("JSON");
+        execute(
+            &app.database.url,
+            "ALTER TABLE deliveries_away RENAME TO deliveries",
+        )
+        .await;
+        let label = backend.name();
+        assert_eq!(status, 503, "[{label}] {answer}");
+        assert_eq!(retry_after.as_deref(), Some("5"), "[{label}]");
+        assert_eq!(answer["error"]["code"], "SERVICE_UNAVAILABLE");
+        assert!(
+            !answer.to_string().contains("deliveries"),
+            "[{label}] no SQL detail leaks: {answer}"
+        );
+        let stored = stored_ids(&app.database.url).await;
+        assert!(
+            !stored.contains("call_8F2kQ1xLmA"),
+            "[{label}] nothing of it stored"
+        );
+        assert_eq!(orphans(&app.database.url).await, (0, 0));
+
+        let (status, answer) = app.post_webhook("application/json", body).await;
+        assert_eq!(status, 200, "[{label}] the retry succeeds: {answer}");
+        assert_eq!(
+            answer["status"], "stored",
+            "[{label}] as a new call, not a duplicate"
+        );
+        app.finish().await;
+    }
+}
