@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::calls::{call_from_model, model_from_state};
-use super::{Store, unavailable};
+use super::{Store, rollup, unavailable};
 use crate::domain::lifecycle::{AppliedEvent, fold};
 use crate::domain::{CallEvent, EventKind};
 use crate::error::AppError;
@@ -402,6 +402,7 @@ async fn apply_event(
 
     let Some(old) = existing else {
         let model = model_from_state(&state, 1, now);
+        rollup::record_change(txn, None, &model).await?;
         call::Entity::insert(model)
             .exec_without_returning(txn)
             .await
@@ -442,7 +443,8 @@ async fn apply_event(
     } else {
         Outcome::Merged
     };
-    model.update(txn).await.map_err(unavailable)?;
+    model.clone().update(txn).await.map_err(unavailable)?;
+    rollup::record_change(txn, Some(&old), &model).await?;
     Ok((outcome, state.concluded))
 }
 
