@@ -1,5 +1,7 @@
 //! Properties: the parser never panics, valid payloads round-trip field by field, and lifecycle merging ignores order and repeats.
 
+mod common;
+
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -501,4 +503,118 @@ fn any_order_of_a_calls_events_with_repeats_ends_in_the_same_state() {
             Ok(())
         })
         .expect("order and repeats do not matter");
+}
+
+/// One call's lifecycle as DoubleTick would send it, built from the fixtures.
+fn wire_events(call_id: &str) -> Vec<Value> {
+    let load = |file: &str, changes: Value| {
+        let mut body = common::fixture_json(&format!("events/{file}"));
+        body["callId"] = json!(call_id);
+        if let (Some(target), Value::Object(changes)) = (body.as_object_mut(), changes) {
+            target.extend(changes);
+        }
+        body
+    };
+    vec![
+        load("call-incoming-initiated.json", json!({})),
+        load(
+            "call-incoming-initiated.json",
+            json!({"event": "CALL_OUTGOING_INITIATED"}),
+        ),
+        load("call-accepted.json", json!({})),
+        load("call-not-picked.json", json!({"pickedBy": "agent-a"})),
+        load("call-not-picked.json", json!({"pickedBy": "agent-b"})),
+        load("call-ended-incoming-recorded.json", json!({"chatId": ""})),
+        load("call-missed.json", json!({})),
+        load("call-rejected.json", json!({})),
+    ]
+}
+
+#[test]
+fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for backend in common::backends() {
+        let app = rt.block_on(common::TestApp::spawn(&backend));
+        let query = format!(
+            "query($id: ID!) {{ call(callId: $id) {{ {} }} }}",
+            common::CALL_FIELDS
+        );
+        let strategy = (
+            prop::sample::subsequence((0..5usize).collect::<Vec<_>>(), 0..=5),
+            5..8usize,
+        )
+            .prop_flat_map(|(others, terminal)| {
+                let mut chosen = others.clone();
+                chosen.push(terminal);
+                let n = chosen.len();
+                (
+                    Just(chosen),
+                    prop::collection::vec(0..n, 0..2 * n).prop_shuffle(),
+                    Just(()).prop_perturb(move |_, mut rng| {
+                        let mut order: Vec<usize> = (0..n).collect();
+                        for i in (1..n).rev() {
+                            order.swap(i, (rng.next_u32() as usize) % (i + 1));
+                        }
+                        order
+                    }),
+                )
+            });
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        let mut runner = TestRunner::new(Config::with_cases(12));
+        runner
+            .run(&strategy, |(chosen, repeats, order)| {
+                let case = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let canonical_id = format!("call_canonical_{case}");
+                let shuffled_id = format!("call_shuffled_{case}");
+                let canonical = wire_events(&canonical_id);
+                let shuffled = wire_events(&shuffled_id);
+                let mut sequence: Vec<usize> = order.iter().map(|&i| chosen[i]).collect();
+                for r in repeats {
+                    let at = (r * 7) % (sequence.len() + 1);
+                    sequence.insert(at, chosen[r]);
+                }
+                let views = rt.block_on(async {
+                    for &i in &chosen {
+                        let (status, _) = app
+                            .post_webhook("application/json", canonical[i].to_string())
+                            .await;
+                        assert_eq!(status, 200);
+                    }
+                    for &i in &sequence {
+                        let (status, _) = app
+                            .post_webhook("application/json", shuffled[i].to_string())
+                            .await;
+                        assert_eq!(status, 200);
+                    }
+                    let mut views = Vec::new();
+                    for id in [&canonical_id, &shuffled_id] {
+                        let mut call = app.query(&query, json!({ "id": id })).await["call"].clone();
+                        if let Some(object) = call.as_object_mut() {
+                            // `revision` counts versions seen, which depends on arrival by
+                            // design: an event arriving after the end changes a concluded call.
+                            for key in ["callId", "receivedAt", "rawPayload", "revision"] {
+                                object.remove(key);
+                            }
+                        }
+                        views.push(call);
+                    }
+                    views
+                });
+                prop_assert_eq!(
+                    &views[0],
+                    &views[1],
+                    "[{}] arrival {:?}",
+                    backend.name(),
+                    sequence
+                );
+                prop_assert!(views[0]["endedAt"].is_string());
+                Ok(())
+            })
+            .expect("order and repeats do not matter on the server");
+        rt.block_on(app.finish());
+    }
 }
