@@ -1,5 +1,6 @@
 //! `calltrail replay --rejected`: rejected deliveries re-processed from the log, each reported, the log only appended to.
 mod common;
+mod load;
 
 use chrono::Utc;
 use common::{TestApp, backends, fixture_bytes};
@@ -158,6 +159,86 @@ async fn replay_reprocesses_rejections_reports_each_and_only_appends_to_the_log(
         assert!(
             !again.contains(&format!("delivery {fixable}:")),
             "[{label}] {again}"
+        );
+        app.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_while_deliveries_pour_in_never_fails_either_side_with_a_locked_database() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.webhook_token = vec!["t".into()]).await;
+        for n in 0..20 {
+            let mut body = fixture_bytes("invalid/unknown-direction.json");
+            body.extend(format!(" \n\n{n}").as_bytes());
+            let response = app
+                .client
+                .post(app.url("/webhooks/doubletick"))
+                .bearer_auth("t")
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("delivery");
+            assert_eq!(
+                response.status().as_u16(),
+                400,
+                "trailing garbage is not JSON"
+            );
+        }
+        let tally = std::sync::Arc::new(load::Tally::default());
+        let sender = tokio::spawn(load::send_all(
+            app.url("/webhooks/doubletick"),
+            "t".into(),
+            "during_replay".into(),
+            1500,
+            8,
+            tally.clone(),
+            std::time::Duration::from_secs(60),
+        ));
+        // Replays run back to back for as long as the deliveries keep coming.
+        let mut reports = Vec::new();
+        while !sender.is_finished() {
+            let url = app.database.url.clone();
+            reports.push(
+                tokio::task::spawn_blocking(move || replay(&url))
+                    .await
+                    .expect("replay"),
+            );
+        }
+        sender.await.expect("sender");
+        assert!(
+            !reports.is_empty(),
+            "at least one replay overlapped the deliveries"
+        );
+        let label = backend.name();
+        println!(
+            "replay under load [{label}]: {} replays of 20 rejections while 1500 calls arrived; {}",
+            reports.len(),
+            tally.summary()
+        );
+        for report in &reports {
+            assert!(
+                report.contains("20 replayed, 20 still rejected"),
+                "[{label}] {report}"
+            );
+        }
+        assert_eq!(tally.acked(), 1500, "[{label}] {}", tally.summary());
+        assert_eq!(
+            tally.unavailable.load(std::sync::atomic::Ordering::SeqCst)
+                + tally
+                    .other_statuses
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                + tally
+                    .transport_errors
+                    .load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "[{label}] no delivery failed while replays wrote: {}",
+            tally.summary()
+        );
+        assert_eq!(
+            log(&app.database.url).await.len(),
+            20 + 1500 + reports.len() * 20
         );
         app.finish().await;
     }
