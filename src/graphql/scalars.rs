@@ -2,11 +2,11 @@
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{SecondsFormat, Utc};
 
-/// An instant, as RFC 3339. Output is always UTC (`2026-03-02T09:19:17.000Z`); input may
-/// carry any offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DateTime(pub chrono::DateTime<Utc>);
 
+/// An instant, as RFC 3339. Output is always UTC with milliseconds (`2026-03-02T09:19:17.000Z`);
+/// input may carry any offset.
 #[Scalar(name = "DateTime")]
 impl ScalarType for DateTime {
     fn parse(value: Value) -> InputValueResult<Self> {

@@ -71,9 +71,9 @@ impl From<Anomaly> for CallAnomaly {
     }
 }
 
-/// A concluded business call: ended, rejected, missed or failed. DoubleTick's `""` is `null` here.
 pub struct Call(pub domain::Call);
 
+/// A concluded business call: ended, rejected, missed or failed. DoubleTick's `""` is `null` here.
 #[Object]
 impl Call {
     /// DoubleTick's `callId`, the same for every event of one call.
@@ -208,9 +208,9 @@ impl Call {
     }
 }
 
-/// An earlier version of a call, replaced by a later delivery.
 pub struct CallRevision(pub DomainRevision);
 
+/// An earlier version of a call, replaced by a later delivery.
 #[Object]
 impl CallRevision {
     /// The version number it had.
@@ -240,12 +240,12 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-/// A call and its position in the list.
 pub struct CallEdge {
     call: domain::Call,
     cursor: String,
 }
 
+/// A call and its position in the list.
 #[Object]
 impl CallEdge {
     /// Opaque position; valid only with the same `filter` and `orderBy`.
