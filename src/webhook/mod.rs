@@ -64,13 +64,11 @@ pub async fn receive(
         verdict,
         replay_of: None,
     };
-    match state.ingestor.submit(incoming).await {
-        Err(e) => e.into_response(),
-        Ok(_) if refusal.is_some() => refusal.map_or_else(
-            || AppError::Internal("refusal vanished".into()).into_response(),
-            IntoResponse::into_response,
-        ),
-        Ok(receipt) => {
+    // A refusal is answered only once it is logged; if it cannot be logged, 503 asks for it again.
+    match (state.ingestor.submit(incoming).await, refusal) {
+        (Err(e), _) => e.into_response(),
+        (Ok(_), Some(refusal)) => refusal.into_response(),
+        (Ok(receipt), None) => {
             let mut body = json!({
                 "status": receipt.outcome.as_str(),
                 "callId": receipt.call_id,
