@@ -187,3 +187,105 @@ async fn numbers_and_booleans_sent_as_strings_read_back_typed() {
         app.finish().await;
     }
 }
+
+#[tokio::test]
+async fn odd_values_are_stored_with_their_anomalies_and_filterable() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let mut zero = fixture_json("events/call-ended-incoming-recorded.json");
+        zero["callId"] = json!("call_zero");
+        zero["callStartedAt"] = zero["callEndedAt"].clone();
+        zero["durationInSeconds"] = json!(0);
+        let mut half = fixture_json("events/call-ended-incoming-recorded.json");
+        half["callId"] = json!("call_half");
+        half["durationInSeconds"] = json!(311.5);
+        let mut just_under = fixture_json("events/call-ended-incoming-recorded.json");
+        just_under["callId"] = json!("call_just_under");
+        just_under["durationInSeconds"] = json!("312.4999");
+        let expectations: Vec<(Value, i64, Value)> = vec![
+            (
+                fixture_json("events/call-ended-incoming-recorded.json"),
+                312,
+                json!([]),
+            ),
+            (
+                fixture_json("suspicious/duration-as-string.json"),
+                312,
+                json!(["DURATION_AS_STRING"]),
+            ),
+            (
+                fixture_json("suspicious/duration-disagrees-with-timestamps.json"),
+                3000,
+                json!(["DURATION_MISMATCH"]),
+            ),
+            (
+                fixture_json("suspicious/ended-before-started.json"),
+                312,
+                json!(["DURATION_MISMATCH", "ENDED_BEFORE_STARTED"]),
+            ),
+            (
+                fixture_json("suspicious/fractional-duration-formatted-number-extra-field.json"),
+                313,
+                json!([
+                    "DURATION_FRACTIONAL",
+                    "FORMATTED_PHONE_NUMBER",
+                    "UNKNOWN_FIELDS"
+                ]),
+            ),
+            (
+                fixture_json("suspicious/offset-timestamps.json"),
+                312,
+                json!(["TIMESTAMP_OFFSET"]),
+            ),
+            (zero, 0, json!(["ANSWERED_ZERO_DURATION"])),
+            (half, 312, json!(["DURATION_FRACTIONAL"])),
+            (
+                just_under,
+                312,
+                json!(["DURATION_AS_STRING", "DURATION_FRACTIONAL"]),
+            ),
+        ];
+        for (body, _, _) in &expectations {
+            post_as(&app, "json", body).await;
+        }
+        let label = backend.name();
+        for (body, duration, anomalies) in &expectations {
+            let call = app
+                .query(
+                    "query($id: ID!) { call(callId: $id) { durationSeconds anomalies customerNumber } }",
+                    json!({ "id": body["callId"] }),
+                )
+                .await["call"]
+                .clone();
+            assert_eq!(
+                call["anomalies"], *anomalies,
+                "[{label}] {}",
+                body["callId"]
+            );
+            assert_eq!(
+                call["durationSeconds"], *duration,
+                "[{label}] {}",
+                body["callId"]
+            );
+            assert_eq!(
+                call["customerNumber"], body["customerNumber"],
+                "kept as sent"
+            );
+        }
+        let count = |has: bool| {
+            let app = &app;
+            async move {
+                app.query(
+                    "query($has: Boolean) { calls(filter: { hasAnomalies: $has }) { totalCount } }",
+                    json!({ "has": has }),
+                )
+                .await["calls"]["totalCount"]
+                    .as_i64()
+                    .expect("count")
+            }
+        };
+        assert_eq!(count(true).await, 8, "[{label}] hasAnomalies: true");
+        assert_eq!(count(false).await, 1, "[{label}] hasAnomalies: false");
+        app.finish().await;
+    }
+}
