@@ -1,7 +1,8 @@
 //! Query benchmark: canonical GraphQL queries over HTTP on a seeded database, each beside the raw SQL answering the same question.
 //!
 //! `cargo build --release && cargo bench --bench queries`. Settings: `BENCH_CALLS` (default
-//! 1 000 000), `BENCH_RUNS` (timed runs per query, default 30), `BENCH_BACKENDS`,
+//! 1 000 000), `BENCH_RUNS` (timed runs per query, default 30; 5 for queries slower than
+//! 300 ms), `BENCH_BACKENDS`,
 //! `BENCH_PG_URL`, `BENCH_REUSE=1` (keep an already seeded bench database), `BENCH_KEEP=1`
 //! (do not drop it at the end).
 mod common;
@@ -72,9 +73,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
+    let started = Instant::now();
     for _ in 0..WARM_UP {
         f().await;
     }
+    // Slow questions (hundreds of ms) get fewer runs, so a run stays within minutes.
+    let runs = if started.elapsed() > Duration::from_millis(300 * WARM_UP as u64) {
+        runs.min(5)
+    } else {
+        runs
+    };
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
