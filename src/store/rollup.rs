@@ -336,11 +336,26 @@ impl Store {
              CAST(COALESCE(SUM(rejected), 0) AS BIGINT) \
              FROM call_buckets WHERE {condition}{group}"
         );
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await
-            .map_err(unavailable)?;
+        let statement = Statement::from_sql_and_values(backend, sql, values);
+        let rows = if backend == DatabaseBackend::Postgres && !keys.is_empty() {
+            // PostgreSQL cannot estimate how many groups a computed key makes; it assumes
+            // one per bucket, finds no room for a hash table in the default 4 MB, and sorts
+            // the buckets on disk. A year's few hundred groups hash in well under 32 MB.
+            let txn = sea_orm::TransactionTrait::begin(&self.db)
+                .await
+                .map_err(unavailable)?;
+            txn.execute_unprepared("SET LOCAL work_mem = '32MB'")
+                .await
+                .map_err(unavailable)?;
+            let rows = txn.query_all_raw(statement).await.map_err(unavailable)?;
+            txn.commit().await.map_err(unavailable)?;
+            rows
+        } else {
+            self.db
+                .query_all_raw(statement)
+                .await
+                .map_err(unavailable)?
+        };
         let mut merged: HashMap<Vec<KeyPart>, Aggregates> = HashMap::new();
         for row in &rows {
             let (key, aggregates) = read_row(row, &request.group_by)?;

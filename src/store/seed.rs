@@ -90,6 +90,7 @@ impl Store {
         if self.is_postgres() {
             execute_on(self, "ANALYZE calls").await?;
             execute_on(self, "ANALYZE call_events").await?;
+            execute_on(self, "ANALYZE call_buckets").await?;
         } else {
             execute_on(self, "ANALYZE").await?;
             // Move the load from the write-ahead log into the database file, so readers do
