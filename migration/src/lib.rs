@@ -6,6 +6,7 @@ mod m20261127_000002_create_call_events;
 mod m20261127_000003_create_call_revisions;
 mod m20261127_000004_create_deliveries;
 mod m20261127_000005_create_call_buckets;
+mod m20261127_000006_protect_deliveries;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_create_call_revisions::Migration),
             Box::new(m20261127_000004_create_deliveries::Migration),
             Box::new(m20261127_000005_create_call_buckets::Migration),
+            Box::new(m20261127_000006_protect_deliveries::Migration),
         ]
     }
 }
