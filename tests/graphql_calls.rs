@@ -250,7 +250,7 @@ async fn every_filter_field_and_their_combination_select_exactly_the_matching_ca
 fn key(node: &Value, field: &str) -> Option<(i64, i64)> {
     let time = |v: &Value| {
         v.as_str()
-            .map(|s| at(s))
+            .map(at)
             .map(|t| (t.timestamp(), i64::from(t.timestamp_subsec_nanos())))
     };
     match field {

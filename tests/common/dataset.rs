@@ -103,7 +103,7 @@ pub fn generate(n: usize) -> Vec<GenCall> {
         };
         let customer = rng.below(40) as usize;
         let customer_digits = format!("9198110{customer:05}");
-        let customer_number = if customer % 5 == 0 {
+        let customer_number = if customer.is_multiple_of(5) {
             format!(
                 "+{} {}-{}",
                 &customer_digits[..2],
