@@ -33,7 +33,22 @@ impl Store {
     ///
     /// SQLite: WAL, `synchronous=FULL`, a 5 s busy timeout, the file created if missing.
     /// PostgreSQL: a pool of 10 connections (two cores: one writer plus concurrent readers).
+    ///
+    /// A PostgreSQL database that does not exist yet is created first (like the SQLite file),
+    /// so `DATABASE_URL=postgres://user@host/newdb calltrail` needs no other setup.
     pub async fn connect(url: &str) -> Result<Store, AppError> {
+        match Store::open(url).await {
+            Err(AppError::Unavailable(detail))
+                if url.starts_with("postgres") && detail.contains("does not exist") =>
+            {
+                create_postgres_database(url).await?;
+                Store::open(url).await
+            }
+            other => other,
+        }
+    }
+
+    async fn open(url: &str) -> Result<Store, AppError> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
@@ -99,4 +114,42 @@ pub(crate) fn unavailable(e: DbErr) -> AppError {
 /// A failure that should not happen (a bug, or a schema mismatch): shown as 500.
 pub(crate) fn internal(e: DbErr) -> AppError {
     AppError::Internal(e.to_string())
+}
+
+/// Creates the database a PostgreSQL URL names, through the server's `postgres` database.
+/// Another instance creating it at the same moment is not an error.
+async fn create_postgres_database(url: &str) -> Result<(), AppError> {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let slash = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").map_or(0, |s| s + 2))
+        .ok_or_else(|| AppError::Internal(format!("no database name in {url}")))?;
+    let name = &base[slash + 1..];
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(AppError::Internal(format!(
+            "database `{name}` does not exist and its name is not one calltrail will create (letters, digits, `_`, `-`)"
+        )));
+    }
+    let maintenance = if query.is_empty() {
+        format!("{}/postgres", &base[..slash])
+    } else {
+        format!("{}/postgres?{query}", &base[..slash])
+    };
+    let admin = Database::connect(maintenance).await.map_err(unavailable)?;
+    let created = admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await;
+    let _ = admin.close().await;
+    match created {
+        Ok(_) => {
+            tracing::info!(database = name, "created the PostgreSQL database");
+            Ok(())
+        }
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
 }
