@@ -24,7 +24,11 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Replay { rejected } => run_replay(&cli.settings.database_url, rejected).await,
-        Command::Seed { calls, seed } => run_seed(&cli.settings.database_url, calls, seed).await,
+        Command::Seed {
+            calls,
+            seed,
+            without_events,
+        } => run_seed(&cli.settings.database_url, calls, seed, without_events).await,
         Command::Serve => serve(&cli.settings).await,
     };
     match result {
@@ -106,6 +110,7 @@ async fn run_seed(
     database_url: &str,
     calls: u64,
     seed: u64,
+    without_events: bool,
 ) -> Result<(), calltrail::error::AppError> {
     let store = Store::connect(database_url).await?;
     store.migrate().await?;
@@ -115,7 +120,9 @@ async fn run_seed(
         seed,
         end: chrono::Utc::now(),
     };
-    let report = store.seed(calls, calltrail::seed::generate(spec)).await?;
+    let report = store
+        .seed(calls, !without_events, calltrail::seed::generate(spec))
+        .await?;
     println!(
         "seeded {} calls in {:.1} s",
         report.calls,

@@ -33,7 +33,8 @@ struct IndexDef {
 }
 
 impl Store {
-    /// Writes `calls` as concluded calls with their one event each, in one transaction.
+    /// Writes `calls` as concluded calls with their one event each (unless `with_events` is
+    /// false), in one transaction.
     ///
     /// Rows are built exactly as ingestion builds them (the event folded into the call
     /// state, then `model_from_state`), so queries see what real traffic would have left.
@@ -45,6 +46,7 @@ impl Store {
     pub async fn seed(
         &self,
         total: u64,
+        with_events: bool,
         calls: impl Iterator<Item = SeedCall> + Send + 'static,
     ) -> Result<SeedReport, AppError> {
         let (chunks, mut incoming) = mpsc::channel::<Result<Chunk, AppError>>(4);
@@ -74,10 +76,12 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await
                 .map_err(unavailable)?;
-            call_event::Entity::insert_many(chunk.events)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(unavailable)?;
+            if with_events {
+                call_event::Entity::insert_many(chunk.events)
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(unavailable)?;
+            }
         }
         producer
             .await
