@@ -186,13 +186,13 @@ fn after_position(
     };
     match value {
         Some(v) => {
-            let beyond = if ascending {
-                Expr::col(column).gt(v.clone())
-            } else {
-                Expr::col(column).lt(v.clone())
-            };
-            let tie = Condition::all().add(Expr::col(column).eq(v)).add(id_after);
-            let non_null_after = Condition::any().add(beyond).add(tie);
+            // A row-value comparison, `(key, id) > (v, i)`, is what lets both databases seek
+            // the index to the cursor; the equivalent `key > v OR (key = v AND id > i)` makes
+            // them read every row before it (page 200 cost 30x page 1 on PostgreSQL).
+            let row = Expr::tuple([Expr::col(column), Expr::col(call::Column::Id)]);
+            let at = Expr::tuple([Expr::val(v), Expr::val(position.id)]);
+            let non_null_after =
+                Condition::any().add(if ascending { row.gt(at) } else { row.lt(at) });
             if !nullable {
                 non_null_after
             } else if nulls_last {
