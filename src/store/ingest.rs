@@ -1,14 +1,16 @@
 //! Durable ingestion with group commit: one writer task batches concurrent deliveries into one
-//! transaction and answers each only after that transaction has committed.
+//! transaction and answers each only after that transaction has committed. Within a batch, new
+//! calls and deliveries that change no call are written with one multi-row statement per table.
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{call, call_event, call_revision, delivery};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait,
+    DatabaseTransaction, EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +25,8 @@ use crate::error::AppError;
 const MAX_BATCH: usize = 256;
 /// Deliveries waiting for the writer before senders are made to wait.
 const QUEUE_DEPTH: usize = 4096;
+/// Most bound values in one statement: under SQLite's 32 766 and PostgreSQL's 65 535.
+const MAX_PARAMS: usize = 32_000;
 /// Longest wait for a PostgreSQL connection before a batch is answered 503: a sender waiting
 /// on a dead database learns it quickly and retries later.
 const BEGIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -236,10 +240,12 @@ async fn apply_in_transaction(
     if store.is_postgres() {
         lock_calls(&txn, incomings).await.map_err(Failure::during)?;
     }
-    let mut receipts = Vec::with_capacity(incomings.len());
-    for incoming in incomings {
-        receipts.push(apply(&txn, incoming).await.map_err(Failure::during)?);
+    let receipts = if incomings.len() > 1 {
+        apply_batch(&txn, incomings).await
+    } else {
+        apply_each(&txn, incomings).await
     }
+    .map_err(Failure::during)?;
     txn.commit()
         .await
         .map_err(|e| Failure::during(unavailable(e)))?;
@@ -284,78 +290,312 @@ fn lock_key(call_id: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
+/// Applies each delivery in turn: the path every delivery took before batching, and the one a
+/// delivery retried alone takes.
+async fn apply_each(
+    txn: &DatabaseTransaction,
+    incomings: &[&Incoming],
+) -> Result<Vec<Receipt>, AppError> {
+    let mut receipts = Vec::with_capacity(incomings.len());
+    for incoming in incomings {
+        receipts.push(apply(txn, incoming).await?);
+    }
+    Ok(receipts)
+}
+
+/// Applies a batch with a few statements for the whole batch wherever that gives exactly what
+/// [`apply_each`] would, and delivery by delivery elsewhere.
+///
+/// The batched deliveries are the ones whose effect cannot depend on another delivery: rejected
+/// and not-a-call ones (their only write is the log row), and the first event of a call that has
+/// no row yet and no other event in this batch (folded alone, as `apply_event` does for a new
+/// call). Their event, call, rollup and log rows are written with multi-row statements; then the
+/// rest go through [`apply`] in arrival order, so a call's second event sees its first. A check
+/// that fails (an event already stored for a call with no row, log ids not matching their rows)
+/// fails the batch, which is then retried delivery by delivery.
+async fn apply_batch(
+    txn: &DatabaseTransaction,
+    incomings: &[&Incoming],
+) -> Result<Vec<Receipt>, AppError> {
+    let mut events_per_call: HashMap<&str, usize> = HashMap::new();
+    for incoming in incomings {
+        if let Verdict::Call(event) = &incoming.verdict {
+            *events_per_call.entry(event.call_id.as_str()).or_default() += 1;
+        }
+    }
+    let alone: Vec<&str> = events_per_call
+        .iter()
+        .filter(|(_, n)| **n == 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let stored = existing_calls(txn, &alone).await?;
+
+    let now = Utc::now();
+    let mut later = Vec::new();
+    let mut logged: Vec<(usize, Logged)> = Vec::new();
+    let mut events = Vec::new();
+    let mut calls = Vec::new();
+    for (index, incoming) in incomings.iter().enumerate() {
+        let summary = match &incoming.verdict {
+            Verdict::Call(event) => {
+                let first_and_only = events_per_call.get(event.call_id.as_str()) == Some(&1)
+                    && !stored.contains(&event.call_id);
+                if !first_and_only {
+                    later.push(index);
+                    continue;
+                }
+                let (row, applied) = event_row(incoming, event)?;
+                let state = fold(std::slice::from_ref(&applied))
+                    .ok_or_else(|| AppError::Internal("no events to fold".into()))?;
+                events.push(row);
+                calls.push(model_from_state(&state, 1, now));
+                Logged {
+                    outcome: if state.concluded {
+                        Outcome::Stored
+                    } else {
+                        Outcome::Merged
+                    },
+                    event: Some(event.kind.as_wire().to_owned()),
+                    call_id: Some(event.call_id.clone()),
+                    reason: None,
+                    concluded: state.concluded,
+                }
+            }
+            Verdict::NotACall {
+                event,
+                call_id,
+                reason,
+            } => not_applied(Outcome::Ignored, event, call_id, reason),
+            Verdict::Rejected {
+                event,
+                call_id,
+                reason,
+            } => not_applied(Outcome::Rejected, event, call_id, reason),
+        };
+        logged.push((index, summary));
+    }
+
+    let mut inserted = 0;
+    for chunk in events.chunks(rows_per_statement::<call_event::Entity>()) {
+        inserted += call_event::Entity::insert_many(chunk.iter().cloned())
+            .on_conflict(
+                OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await
+            .map_err(unavailable)?;
+    }
+    if usize::try_from(inserted).ok() != Some(events.len()) {
+        return Err(AppError::Internal(format!(
+            "only {inserted} of the events of {} new calls were new",
+            events.len()
+        )));
+    }
+    rollup::record_new_calls(txn, &calls).await?;
+    for chunk in calls.chunks(rows_per_statement::<call::Entity>()) {
+        call::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(txn)
+            .await
+            .map_err(unavailable)?;
+    }
+
+    let rows: Vec<delivery::ActiveModel> = logged
+        .iter()
+        .map(|(index, summary)| delivery_row(incomings[*index], summary))
+        .collect();
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(rows_per_statement::<delivery::Entity>()) {
+        ids.extend(log_many(txn, chunk).await?);
+    }
+
+    let mut receipts: Vec<Option<Receipt>> = vec![None; incomings.len()];
+    for ((index, summary), delivery_id) in logged.into_iter().zip(ids) {
+        receipts[index] = Some(Receipt {
+            delivery_id,
+            outcome: summary.outcome,
+            call_id: summary.call_id,
+            concluded: summary.concluded,
+        });
+    }
+    for index in later {
+        receipts[index] = Some(apply(txn, incomings[index]).await?);
+    }
+    receipts
+        .into_iter()
+        .map(|r| r.ok_or_else(|| AppError::Internal("a delivery left unanswered".into())))
+        .collect()
+}
+
+/// Rows of `E` per multi-row statement, within the bound-value limit.
+fn rows_per_statement<E: EntityTrait>() -> usize {
+    (MAX_PARAMS / E::Column::iter().count().max(1)).max(1)
+}
+
+/// The calls among `call_ids` that already have a row.
+async fn existing_calls(
+    txn: &DatabaseTransaction,
+    call_ids: &[&str],
+) -> Result<HashSet<String>, AppError> {
+    let mut found = HashSet::new();
+    for chunk in call_ids.chunks(MAX_PARAMS) {
+        let rows: Vec<String> = call::Entity::find()
+            .select_only()
+            .column(call::Column::CallId)
+            .filter(call::Column::CallId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(unavailable)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// Appends log rows in one statement and returns their ids, in the order of `rows`.
+///
+/// `RETURNING` lists rows in no promised order, but a multi-row INSERT takes ids in the order of
+/// its rows (SQLite's rowids under the write lock, PostgreSQL's sequence), so the ids sorted are
+/// the rows' ids in order. Each is checked against its row's body hash and outcome; a mismatch
+/// fails the batch rather than answer a delivery with another's id.
+async fn log_many(
+    txn: &DatabaseTransaction,
+    rows: &[delivery::ActiveModel],
+) -> Result<Vec<i64>, AppError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = txn.get_database_backend();
+    let mut insert = delivery::Entity::insert_many(rows.iter().cloned());
+    insert.query().returning(Query::returning().columns([
+        delivery::Column::Id,
+        delivery::Column::Sha256,
+        delivery::Column::Outcome,
+    ]));
+    let returned = txn
+        .query_all_raw(insert.build(backend))
+        .await
+        .map_err(unavailable)?;
+    let mut written = returned
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get_by_index::<i64>(0)?,
+                row.try_get_by_index::<String>(1)?,
+                row.try_get_by_index::<String>(2)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    written.sort_unstable_by_key(|(id, _, _)| *id);
+    if written.len() != rows.len() {
+        return Err(AppError::Internal(format!(
+            "{} log rows written, {} returned",
+            rows.len(),
+            written.len()
+        )));
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for (row, (id, sha256, outcome)) in rows.iter().zip(written) {
+        let matches = row.sha256.as_ref() == &sha256 && row.outcome.as_ref() == &outcome;
+        if !matches {
+            return Err(AppError::Internal(
+                "log ids returned out of row order".into(),
+            ));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// What the log records about a delivery, and what its receipt says.
+struct Logged {
+    outcome: Outcome,
+    event: Option<String>,
+    call_id: Option<String>,
+    reason: Option<String>,
+    concluded: bool,
+}
+
+/// The summary of a delivery that changes no call.
+fn not_applied(
+    outcome: Outcome,
+    event: &Option<String>,
+    call_id: &Option<String>,
+    reason: &str,
+) -> Logged {
+    Logged {
+        outcome,
+        event: event.clone(),
+        call_id: call_id.clone(),
+        reason: Some(reason.to_owned()),
+        concluded: false,
+    }
+}
+
+/// The log row of a delivery.
+fn delivery_row(incoming: &Incoming, summary: &Logged) -> delivery::ActiveModel {
+    delivery::ActiveModel {
+        received_at: Set(incoming.received_at),
+        content_type: Set(incoming.content_type.clone()),
+        body: Set(incoming.body.clone()),
+        sha256: Set(hex::encode(Sha256::digest(&incoming.body))),
+        event: Set(summary.event.clone()),
+        call_id: Set(summary.call_id.clone()),
+        outcome: Set(summary.outcome.as_str().to_owned()),
+        reason: Set(summary.reason.clone()),
+        replay_of: Set(incoming.replay_of),
+        ..Default::default()
+    }
+}
+
 /// Logs one delivery and applies its event to its call, inside the batch's transaction.
 async fn apply(txn: &DatabaseTransaction, incoming: &Incoming) -> Result<Receipt, AppError> {
-    let (outcome, event_name, call_id, reason, concluded) = match &incoming.verdict {
+    let summary = match &incoming.verdict {
         Verdict::Call(event) => {
             let (outcome, concluded) = apply_event(txn, incoming, event).await?;
-            let name = event.kind.as_wire().to_owned();
-            (
+            Logged {
                 outcome,
-                Some(name),
-                Some(event.call_id.clone()),
-                None,
+                event: Some(event.kind.as_wire().to_owned()),
+                call_id: Some(event.call_id.clone()),
+                reason: None,
                 concluded,
-            )
+            }
         }
         Verdict::NotACall {
             event,
             call_id,
             reason,
-        } => (
-            Outcome::Ignored,
-            event.clone(),
-            call_id.clone(),
-            Some(reason.clone()),
-            false,
-        ),
+        } => not_applied(Outcome::Ignored, event, call_id, reason),
         Verdict::Rejected {
             event,
             call_id,
             reason,
-        } => (
-            Outcome::Rejected,
-            event.clone(),
-            call_id.clone(),
-            Some(reason.clone()),
-            false,
-        ),
+        } => not_applied(Outcome::Rejected, event, call_id, reason),
     };
-    let logged = delivery::ActiveModel {
-        received_at: Set(incoming.received_at),
-        content_type: Set(incoming.content_type.clone()),
-        body: Set(incoming.body.clone()),
-        sha256: Set(hex::encode(Sha256::digest(&incoming.body))),
-        event: Set(event_name),
-        call_id: Set(call_id.clone()),
-        outcome: Set(outcome.as_str().to_owned()),
-        reason: Set(reason),
-        replay_of: Set(incoming.replay_of),
-        ..Default::default()
-    }
-    .insert(txn)
-    .await
-    .map_err(unavailable)?;
+    let logged = delivery_row(incoming, &summary)
+        .insert(txn)
+        .await
+        .map_err(unavailable)?;
     Ok(Receipt {
         delivery_id: logged.id,
-        outcome,
-        call_id,
-        concluded,
+        outcome: summary.outcome,
+        call_id: summary.call_id,
+        concluded: summary.concluded,
     })
 }
 
-/// Records the event if it is new, and refolds its call. Returns the outcome and whether the
-/// call is concluded afterwards.
-async fn apply_event(
-    txn: &DatabaseTransaction,
+/// The `call_events` row of an event, and the event as folded.
+fn event_row(
     incoming: &Incoming,
     event: &CallEvent,
-) -> Result<(Outcome, bool), AppError> {
+) -> Result<(call_event::ActiveModel, AppliedEvent), AppError> {
     let fingerprint = event.fingerprint();
     let raw_payload = String::from_utf8_lossy(&incoming.body).into_owned();
     let fields =
         serde_json::to_string(&event.fields).map_err(|e| AppError::Internal(e.to_string()))?;
-    let inserted = call_event::Entity::insert(call_event::ActiveModel {
+    let row = call_event::ActiveModel {
         call_id: Set(event.call_id.clone()),
         fingerprint: Set(fingerprint.clone()),
         event: Set(event.kind.as_wire().to_owned()),
@@ -365,15 +605,35 @@ async fn apply_event(
         content_type: Set(incoming.content_type.clone()),
         raw_payload: Set(raw_payload.clone()),
         ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await
-    .map_err(unavailable)?;
+    };
+    let applied = AppliedEvent {
+        seq: i64::MAX,
+        event: event.clone(),
+        fingerprint,
+        received_at: incoming.received_at,
+        content_type: incoming.content_type.clone(),
+        raw_payload,
+    };
+    Ok((row, applied))
+}
+
+/// Records the event if it is new, and refolds its call. Returns the outcome and whether the
+/// call is concluded afterwards.
+async fn apply_event(
+    txn: &DatabaseTransaction,
+    incoming: &Incoming,
+    event: &CallEvent,
+) -> Result<(Outcome, bool), AppError> {
+    let (row, this) = event_row(incoming, event)?;
+    let inserted = call_event::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(unavailable)?;
 
     let existing = call::Entity::find()
         .filter(call::Column::CallId.eq(&event.call_id))
@@ -385,14 +645,6 @@ async fn apply_event(
         return Ok((Outcome::Duplicate, concluded));
     }
 
-    let this = AppliedEvent {
-        seq: i64::MAX,
-        event: event.clone(),
-        fingerprint,
-        received_at: incoming.received_at,
-        content_type: incoming.content_type.clone(),
-        raw_payload,
-    };
     let events = match &existing {
         None => vec![this],
         Some(_) => load_events(txn, &event.call_id).await?,

@@ -11,11 +11,11 @@
 //! that changes has the buckets it left and entered recomputed from `calls` (rare, and
 //! exact for min/max too). The migration that creates the table fills it from the calls
 //! already stored; `calltrail seed` rebuilds it after loading.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use entity::{call, call_bucket};
-use sea_orm::ActiveValue::{self, Set};
+use sea_orm::ActiveValue;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryResult, Statement,
@@ -108,7 +108,7 @@ pub(crate) async fn record_change(
         return Ok(());
     }
     match (before, after) {
-        (None, Some(added)) => add(txn, &added).await,
+        (None, Some(added)) => add(txn, std::slice::from_ref(&added)).await,
         (Some(left), entered) => {
             recompute(txn, left.bucket_start).await?;
             match entered {
@@ -122,54 +122,107 @@ pub(crate) async fn record_change(
     }
 }
 
-async fn add(txn: &DatabaseTransaction, c: &Contribution) -> Result<(), AppError> {
+/// Keeps the rollup equal to `calls` after many new call rows (none existed before) were
+/// written in this transaction: what [`record_change`] does for each with `old = None`, in
+/// one upsert per chunk.
+pub(crate) async fn record_new_calls(
+    txn: &DatabaseTransaction,
+    new: &[call::ActiveModel],
+) -> Result<(), AppError> {
+    let added: Vec<Contribution> = new.iter().filter_map(Contribution::of_active).collect();
+    add(txn, &added).await
+}
+
+/// Most bucket rows in one upsert: ten bound values a row, well under SQLite's 32 766 and
+/// PostgreSQL's 65 535 parameters.
+const UPSERT_ROWS: usize = 3_000;
+
+/// Adds contributions to their buckets. They are first summed per bucket key, exactly as the
+/// upsert combines a row with the stored one (counts and sums add, min and max compare), so no
+/// statement touches a key twice (PostgreSQL refuses that in one `ON CONFLICT DO UPDATE`).
+async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), AppError> {
     let flag = |b: bool| i64::from(b);
+    // Ordered by key, so concurrent writers lock bucket rows in the same order.
+    let mut sums: BTreeMap<(i64, String), call_bucket::Model> = BTreeMap::new();
+    for c in added {
+        let key = (c.bucket_start, c.direction.clone());
+        match sums.get_mut(&key) {
+            Some(b) => {
+                b.calls += 1;
+                b.total_duration_seconds += c.duration;
+                b.min_duration_seconds = b.min_duration_seconds.min(c.duration);
+                b.max_duration_seconds = b.max_duration_seconds.max(c.duration);
+                b.with_recording += flag(c.recorded);
+                b.answered += flag(c.answered);
+                b.missed += flag(c.missed);
+                b.rejected += flag(c.rejected);
+            }
+            None => {
+                sums.insert(
+                    key,
+                    call_bucket::Model {
+                        bucket_start: c.bucket_start,
+                        direction: c.direction.clone(),
+                        calls: 1,
+                        total_duration_seconds: c.duration,
+                        min_duration_seconds: c.duration,
+                        max_duration_seconds: c.duration,
+                        with_recording: flag(c.recorded),
+                        answered: flag(c.answered),
+                        missed: flag(c.missed),
+                        rejected: flag(c.rejected),
+                    },
+                );
+            }
+        }
+    }
+    let rows: Vec<call_bucket::Model> = sums.into_values().collect();
+    for chunk in rows.chunks(UPSERT_ROWS) {
+        upsert(txn, chunk).await?;
+    }
+    Ok(())
+}
+
+/// One multi-row upsert of bucket sums with distinct keys.
+async fn upsert(txn: &DatabaseTransaction, rows: &[call_bucket::Model]) -> Result<(), AppError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let sum = |column: &str| Expr::cust(format!("call_buckets.{column} + excluded.{column}"));
-    call_bucket::Entity::insert(call_bucket::ActiveModel {
-        bucket_start: Set(c.bucket_start),
-        direction: Set(c.direction.clone()),
-        calls: Set(1),
-        total_duration_seconds: Set(c.duration),
-        min_duration_seconds: Set(c.duration),
-        max_duration_seconds: Set(c.duration),
-        with_recording: Set(flag(c.recorded)),
-        answered: Set(flag(c.answered)),
-        missed: Set(flag(c.missed)),
-        rejected: Set(flag(c.rejected)),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            call_bucket::Column::BucketStart,
-            call_bucket::Column::Direction,
-        ])
-        .value(call_bucket::Column::Calls, sum("calls"))
-        .value(
-            call_bucket::Column::TotalDurationSeconds,
-            sum("total_duration_seconds"),
+    call_bucket::Entity::insert_many(rows.iter().cloned().map(call_bucket::ActiveModel::from))
+        .on_conflict(
+            OnConflict::columns([
+                call_bucket::Column::BucketStart,
+                call_bucket::Column::Direction,
+            ])
+            .value(call_bucket::Column::Calls, sum("calls"))
+            .value(
+                call_bucket::Column::TotalDurationSeconds,
+                sum("total_duration_seconds"),
+            )
+            .value(
+                call_bucket::Column::MinDurationSeconds,
+                Expr::cust(
+                    "CASE WHEN excluded.min_duration_seconds < call_buckets.min_duration_seconds \
+                     THEN excluded.min_duration_seconds ELSE call_buckets.min_duration_seconds END",
+                ),
+            )
+            .value(
+                call_bucket::Column::MaxDurationSeconds,
+                Expr::cust(
+                    "CASE WHEN excluded.max_duration_seconds > call_buckets.max_duration_seconds \
+                     THEN excluded.max_duration_seconds ELSE call_buckets.max_duration_seconds END",
+                ),
+            )
+            .value(call_bucket::Column::WithRecording, sum("with_recording"))
+            .value(call_bucket::Column::Answered, sum("answered"))
+            .value(call_bucket::Column::Missed, sum("missed"))
+            .value(call_bucket::Column::Rejected, sum("rejected"))
+            .to_owned(),
         )
-        .value(
-            call_bucket::Column::MinDurationSeconds,
-            Expr::cust(
-                "CASE WHEN excluded.min_duration_seconds < call_buckets.min_duration_seconds \
-                 THEN excluded.min_duration_seconds ELSE call_buckets.min_duration_seconds END",
-            ),
-        )
-        .value(
-            call_bucket::Column::MaxDurationSeconds,
-            Expr::cust(
-                "CASE WHEN excluded.max_duration_seconds > call_buckets.max_duration_seconds \
-                 THEN excluded.max_duration_seconds ELSE call_buckets.max_duration_seconds END",
-            ),
-        )
-        .value(call_bucket::Column::WithRecording, sum("with_recording"))
-        .value(call_bucket::Column::Answered, sum("answered"))
-        .value(call_bucket::Column::Missed, sum("missed"))
-        .value(call_bucket::Column::Rejected, sum("rejected"))
-        .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await
-    .map_err(unavailable)?;
+        .exec_without_returning(txn)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
