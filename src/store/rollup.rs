@@ -538,21 +538,7 @@ fn read_row(
             }
         });
     }
-    let n = group_by.len();
-    let int = |i: usize| row.try_get_by_index::<i64>(n + i).map_err(internal);
-    let opt = |i: usize| row.try_get_by_index::<Option<i64>>(n + i).map_err(internal);
-    let aggregates = Aggregates {
-        count: int(0)?,
-        total_duration_seconds: int(1)?,
-        min_duration_seconds: opt(2)?,
-        max_duration_seconds: opt(3)?,
-        with_recording: int(4)?,
-        answered: int(5)?,
-        missed: int(6)?,
-        rejected: int(7)?,
-        short_calls: None,
-        long_calls: None,
-    };
+    let aggregates = super::stats::read_aggregates(row, group_by.len())?;
     Ok((key, aggregates))
 }
 

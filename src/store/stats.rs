@@ -110,20 +110,10 @@ impl Store {
         let mut groups = Vec::with_capacity(rows.len());
         for row in &rows {
             let key = read_key(row, request)?;
-            let int = |i: usize| row.try_get_by_index::<i64>(n + i).map_err(internal);
             let opt = |i: usize| row.try_get_by_index::<Option<i64>>(n + i).map_err(internal);
-            let aggregates = Aggregates {
-                count: int(0)?,
-                total_duration_seconds: int(1)?,
-                min_duration_seconds: opt(2)?,
-                max_duration_seconds: opt(3)?,
-                with_recording: int(4)?,
-                answered: int(5)?,
-                missed: int(6)?,
-                rejected: int(7)?,
-                short_calls: request.short_call_seconds.and(opt(8)?.or(Some(0))),
-                long_calls: request.long_call_seconds.and(opt(9)?.or(Some(0))),
-            };
+            let mut aggregates = read_aggregates(row, n)?;
+            aggregates.short_calls = request.short_call_seconds.and(opt(8)?.or(Some(0)));
+            aggregates.long_calls = request.long_call_seconds.and(opt(9)?.or(Some(0)));
             groups.push(StatsGroup { key, aggregates });
         }
         zero_fill(request, &mut groups)?;
@@ -449,4 +439,27 @@ fn zero_fill(request: &StatsRequest, groups: &mut Vec<StatsGroup>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The additive measures every aggregate query selects, in this order, from column `offset`:
+/// count, total, min and max duration, with recording, answered, missed, rejected.
+/// Threshold counts are left unset for the caller.
+pub(super) fn read_aggregates(row: &QueryResult, offset: usize) -> Result<Aggregates, AppError> {
+    let int = |i: usize| row.try_get_by_index::<i64>(offset + i).map_err(internal);
+    let opt = |i: usize| {
+        row.try_get_by_index::<Option<i64>>(offset + i)
+            .map_err(internal)
+    };
+    Ok(Aggregates {
+        count: int(0)?,
+        total_duration_seconds: int(1)?,
+        min_duration_seconds: opt(2)?,
+        max_duration_seconds: opt(3)?,
+        with_recording: int(4)?,
+        answered: int(5)?,
+        missed: int(6)?,
+        rejected: int(7)?,
+        short_calls: None,
+        long_calls: None,
+    })
 }
