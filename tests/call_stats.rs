@@ -588,6 +588,56 @@ async fn bad_statistics_arguments_are_refused_naming_the_argument() {
 }
 
 #[tokio::test]
+async fn percentiles_asked_through_variables_fragments_and_aliases_agree() {
+    let calls = dataset::generate(300);
+    let mut durations: Vec<i64> = calls.iter().map(|c| c.duration_seconds).collect();
+    durations.sort_unstable();
+    let mut by_direction: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for c in &calls {
+        by_direction
+            .entry(c.direction)
+            .or_default()
+            .push(c.duration_seconds);
+    }
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        dataset::ingest(&app, &calls).await;
+        let data = app
+            .query(
+                "query($p: Float!) { callStats(groupBy: [DIRECTION]) {
+                   total { viaVariable: durationPercentile(p: $p) ...Ninety count }
+                   groups { key { direction } stats { durationPercentile(p: 0.9) median: durationPercentile(p: 0.5) } }
+                 } }
+                 fragment Ninety on CallStats { viaFragment: durationPercentile(p: 0.9) }",
+                json!({ "p": 0.3 }),
+            )
+            .await;
+        let total = &data["callStats"]["total"];
+        assert_eq!(total["count"], calls.len(), "[{}]", backend.name());
+        assert_eq!(
+            total["viaVariable"],
+            percentile(&durations, 0.3),
+            "[{}]",
+            backend.name()
+        );
+        assert_eq!(
+            total["viaFragment"],
+            percentile(&durations, 0.9),
+            "[{}]",
+            backend.name()
+        );
+        for group in data["callStats"]["groups"].as_array().expect("groups") {
+            let direction = group["key"]["direction"].as_str().expect("direction");
+            let mut mine = by_direction[direction].clone();
+            mine.sort_unstable();
+            assert_eq!(group["stats"]["durationPercentile"], percentile(&mine, 0.9));
+            assert_eq!(group["stats"]["median"], percentile(&mine, 0.5));
+        }
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn statistics_of_an_empty_store_are_zero_and_null() {
     for backend in backends() {
         let app = TestApp::spawn(&backend).await;

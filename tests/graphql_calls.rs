@@ -373,6 +373,71 @@ async fn page_sizes_above_the_configured_maximum_are_refused() {
 }
 
 #[tokio::test]
+async fn pages_carry_raw_bodies_when_asked_and_a_count_alone_still_checks_its_cursor() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        dataset::ingest(&app, &dataset::generate(12)).await;
+        let data = app
+            .query(
+                "query { calls(first: 12) {
+                   edges { node { callId rawPayload } }
+                   nodes { ...Raw }
+                   plain: nodes { callId rawContentType }
+                 } }
+                 fragment Raw on Call { callId body: rawPayload }",
+                json!({}),
+            )
+            .await;
+        let edges = data["calls"]["edges"].as_array().expect("edges");
+        assert_eq!(edges.len(), 12, "[{}]", backend.name());
+        for (i, edge) in edges.iter().enumerate() {
+            let id = edge["node"]["callId"].clone();
+            let one = app
+                .query(
+                    "query($id: ID!) { call(callId: $id) { rawPayload } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            let raw = one["call"]["rawPayload"].as_str().expect("raw body");
+            assert!(raw.contains("callId"), "[{}] {raw}", backend.name());
+            assert_eq!(edge["node"]["rawPayload"], raw, "[{}]", backend.name());
+            assert_eq!(data["calls"]["nodes"][i]["body"], raw, "through a fragment");
+            assert_eq!(data["calls"]["plain"][i]["callId"], id);
+        }
+
+        let filter = json!({ "direction": "INCOMING" });
+        let both = app
+            .query(
+                "query($f: CallFilter) { calls(filter: $f, first: 1) { totalCount edges { cursor } } }",
+                json!({ "f": filter }),
+            )
+            .await;
+        let alone = app
+            .query(
+                "query($f: CallFilter) { calls(filter: $f) { totalCount } }",
+                json!({ "f": filter }),
+            )
+            .await;
+        assert!(both["calls"]["totalCount"].as_i64().expect("count") > 0);
+        assert_eq!(alone["calls"]["totalCount"], both["calls"]["totalCount"]);
+        let cursor = both["calls"]["edges"][0]["cursor"].clone();
+        let misused = app
+            .graphql(
+                "query($c: String) { calls(after: $c) { totalCount } }",
+                json!({ "c": cursor }),
+            )
+            .await;
+        assert_eq!(
+            misused["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT",
+            "[{}] {misused}",
+            backend.name()
+        );
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn a_cursor_used_with_another_order_or_filter_is_a_clear_error() {
     for backend in backends() {
         let app = TestApp::spawn(&backend).await;

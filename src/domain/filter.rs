@@ -114,6 +114,16 @@ pub enum PageRequest {
     Backward { last: u64, before: Option<String> },
 }
 
+/// What a page must carry beyond its position: a reader that asks only for `totalCount`
+/// needs no rows, and only a reader that asks for the raw body needs it read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageFields {
+    /// The calls themselves (edges, nodes or page info were asked for).
+    pub rows: bool,
+    /// Each call's raw delivery body (`rawPayload`), by far its largest column.
+    pub raw_payload: bool,
+}
+
 /// The sort-key value of a call at a cursor's position.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CursorKey {

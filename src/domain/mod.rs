@@ -9,6 +9,6 @@ pub mod stats;
 pub use call::{Anomaly, Call, Direction};
 pub use event::{CallEvent, CallFields, EventKind, FieldError};
 pub use filter::{
-    CallFilter, CallOrder, IntRange, OrderField, PageRequest, SortDirection, TimeRange,
+    CallFilter, CallOrder, IntRange, OrderField, PageFields, PageRequest, SortDirection, TimeRange,
 };
 pub use lifecycle::{CallState, fold};

@@ -225,6 +225,37 @@ impl Aggregates {
     pub fn answer_rate(&self) -> Option<f64> {
         (self.count > 0).then(|| self.answered as f64 / self.count as f64)
     }
+
+    /// Adds another disjoint set of calls: counts and sums add, min and max compare. Every
+    /// measure here is additive, so the totals of a request are its groups absorbed together.
+    pub fn absorb(&mut self, more: &Aggregates) {
+        let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        let add = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.count += more.count;
+        self.total_duration_seconds += more.total_duration_seconds;
+        self.min_duration_seconds = pick(
+            self.min_duration_seconds,
+            more.min_duration_seconds,
+            i64::min,
+        );
+        self.max_duration_seconds = pick(
+            self.max_duration_seconds,
+            more.max_duration_seconds,
+            i64::max,
+        );
+        self.with_recording += more.with_recording;
+        self.answered += more.answered;
+        self.missed += more.missed;
+        self.rejected += more.rejected;
+        self.short_calls = add(self.short_calls, more.short_calls);
+        self.long_calls = add(self.long_calls, more.long_calls);
+    }
 }
 
 /// A group of calls and what was counted over it.

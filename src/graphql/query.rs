@@ -5,7 +5,7 @@ use super::inputs::{CallFilter, CallOrder};
 use super::stats::{self, CallDimension, CallStatsResult};
 use super::types::{Call, CallConnection};
 use super::{GqlResult, Limits, gql};
-use crate::domain::{self, PageRequest};
+use crate::domain::{self, PageFields, PageRequest};
 use crate::error::AppError;
 use crate::store::Store;
 
@@ -53,7 +53,10 @@ impl Query {
         let order = order_by.map(domain::CallOrder::from).unwrap_or_default();
         let request =
             page_request(first, after, last, before, limits.max_page_size).map_err(gql)?;
-        let page = store.page(&filter, order, &request).await.map_err(gql)?;
+        let page = store
+            .page(&filter, order, &request, page_fields(ctx))
+            .await
+            .map_err(gql)?;
         Ok(CallConnection::new(page, filter))
     }
 
@@ -78,6 +81,7 @@ impl Query {
         long_call_seconds: Option<i64>,
     ) -> GqlResult<CallStatsResult> {
         let store = ctx.data::<Store>()?;
+        let wanted = stats::wanted_percentiles(ctx.field());
         stats::call_stats(
             store,
             filter,
@@ -85,8 +89,22 @@ impl Query {
             time_zone.as_deref().unwrap_or("UTC"),
             short_call_seconds,
             long_call_seconds,
+            wanted,
         )
         .await
+    }
+}
+
+/// What the query selects under `calls`: rows only when edges, nodes or page info are asked
+/// for, raw bodies only when `rawPayload` is (fragments included).
+fn page_fields(ctx: &Context<'_>) -> PageFields {
+    let look = ctx.look_ahead();
+    let edges = look.field("edges");
+    let nodes = look.field("nodes");
+    PageFields {
+        rows: edges.exists() || nodes.exists() || look.field("pageInfo").exists(),
+        raw_payload: edges.field("node").field("rawPayload").exists()
+            || nodes.field("rawPayload").exists(),
     }
 }
 

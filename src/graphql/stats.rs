@@ -2,7 +2,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_graphql::{Enum, Object, SimpleObject};
+use async_graphql::{Enum, Object, SelectionField, SimpleObject, Value as ConstValue};
 use tokio::sync::OnceCell;
 
 use super::inputs::CallFilter;
@@ -132,25 +132,67 @@ struct StatsRun {
     store: Store,
     request: StatsRequest,
     plan: BucketPlan,
+    /// The percentiles the query asks for (read ahead): computed together, in one pass.
+    wanted: Vec<f64>,
+    wanted_values: OnceCell<Vec<PerGroup<f64>>>,
     percentiles: Computed<u64, f64>,
     histograms: Computed<Vec<i64>, Vec<i64>>,
+    /// The aggregates of an ungrouped request, read only when a field needs them.
+    totals: OnceCell<Aggregates>,
 }
 
+/// One value per group key, shared by the fields that read it.
+type PerGroup<V> = Arc<HashMap<GroupKey, V>>;
+
 /// Per argument value (`p`, or histogram bounds), the per-group results, computed once.
-type Computed<A, V> = Mutex<HashMap<A, Arc<OnceCell<Arc<HashMap<GroupKey, V>>>>>>;
+type Computed<A, V> = Mutex<HashMap<A, Arc<OnceCell<PerGroup<V>>>>>;
 
 impl StatsRun {
-    fn new(store: Store, request: StatsRequest, plan: BucketPlan) -> Arc<Self> {
+    fn new(store: Store, request: StatsRequest, plan: BucketPlan, wanted: Vec<f64>) -> Arc<Self> {
         Arc::new(StatsRun {
             store,
             request,
             plan,
+            wanted,
+            wanted_values: OnceCell::new(),
             percentiles: Mutex::new(HashMap::new()),
             histograms: Mutex::new(HashMap::new()),
+            totals: OnceCell::new(),
         })
     }
 
+    async fn totals(&self) -> Result<Aggregates, AppError> {
+        self.totals
+            .get_or_try_init(|| async {
+                let groups = self.store.stats_groups(&self.request, &self.plan).await?;
+                Ok::<_, AppError>(
+                    groups
+                        .into_iter()
+                        .next()
+                        .map(|g| g.aggregates)
+                        .unwrap_or_else(|| Aggregates::empty(&self.request)),
+                )
+            })
+            .await
+            .cloned()
+    }
+
     async fn percentiles(&self, p: f64) -> Result<Arc<HashMap<GroupKey, f64>>, AppError> {
+        if let Some(i) = self.wanted.iter().position(|w| w.to_bits() == p.to_bits()) {
+            let all = self
+                .wanted_values
+                .get_or_try_init(|| async {
+                    let all = self
+                        .store
+                        .duration_percentiles(&self.request, &self.plan, &self.wanted)
+                        .await?;
+                    Ok::<_, AppError>(all.into_iter().map(Arc::new).collect::<Vec<_>>())
+                })
+                .await?;
+            if let Some(values) = all.get(i) {
+                return Ok(values.clone());
+            }
+        }
         let cell = {
             let mut cells = self
                 .percentiles
@@ -159,10 +201,11 @@ impl StatsRun {
             cells.entry(p.to_bits()).or_default().clone()
         };
         cell.get_or_try_init(|| async {
-            self.store
-                .duration_percentiles(&self.request, &self.plan, p)
-                .await
-                .map(Arc::new)
+            let mut one = self
+                .store
+                .duration_percentiles(&self.request, &self.plan, &[p])
+                .await?;
+            Ok::<_, AppError>(Arc::new(one.pop().unwrap_or_default()))
         })
         .await
         .cloned()
@@ -193,7 +236,26 @@ impl StatsRun {
 pub struct CallStats {
     run: Arc<StatsRun>,
     key: GroupKey,
-    aggregates: Aggregates,
+    /// Known up front for groups (and for totals summed from them); `None` for the totals of
+    /// an ungrouped request, read from the database only if a field needs them.
+    aggregates: Option<Aggregates>,
+}
+
+impl CallStats {
+    async fn aggregates(&self) -> GqlResult<Aggregates> {
+        match &self.aggregates {
+            Some(a) => Ok(a.clone()),
+            None => self.run.totals().await.map_err(gql),
+        }
+    }
+
+    /// Whether the group is known to be empty without asking the database.
+    fn known_empty(&self) -> bool {
+        self.aggregates
+            .as_ref()
+            .or_else(|| self.run.totals.get())
+            .is_some_and(|a| a.count == 0)
+    }
 }
 
 /// Counts and durations over a group of calls. Durations are `durationSeconds` (talk time),
@@ -201,24 +263,24 @@ pub struct CallStats {
 #[Object]
 impl CallStats {
     /// Calls in the group.
-    async fn count(&self) -> i64 {
-        self.aggregates.count
+    async fn count(&self) -> GqlResult<i64> {
+        Ok(self.aggregates().await?.count)
     }
     /// Sum of their durations.
-    async fn total_duration_seconds(&self) -> i64 {
-        self.aggregates.total_duration_seconds
+    async fn total_duration_seconds(&self) -> GqlResult<i64> {
+        Ok(self.aggregates().await?.total_duration_seconds)
     }
     /// Mean duration; null for an empty group.
-    async fn average_duration_seconds(&self) -> Option<f64> {
-        self.aggregates.average_duration_seconds()
+    async fn average_duration_seconds(&self) -> GqlResult<Option<f64>> {
+        Ok(self.aggregates().await?.average_duration_seconds())
     }
     /// Shortest duration; null for an empty group.
-    async fn min_duration_seconds(&self) -> Option<i64> {
-        self.aggregates.min_duration_seconds
+    async fn min_duration_seconds(&self) -> GqlResult<Option<i64>> {
+        Ok(self.aggregates().await?.min_duration_seconds)
     }
     /// Longest duration; null for an empty group.
-    async fn max_duration_seconds(&self) -> Option<i64> {
-        self.aggregates.max_duration_seconds
+    async fn max_duration_seconds(&self) -> GqlResult<Option<i64>> {
+        Ok(self.aggregates().await?.max_duration_seconds)
     }
     /// The `p` percentile of durations, exact and continuous (interpolated between the two
     /// nearest ranks, as PostgreSQL's `percentile_cont`); null for an empty group. Alias it
@@ -228,7 +290,7 @@ impl CallStats {
         #[graphql(desc = "The rank, from 0 (shortest) to 1 (longest); 0.5 is the median.")] p: f64,
     ) -> GqlResult<Option<f64>> {
         let p = stats::percentile(p).map_err(gql)?;
-        if self.aggregates.count == 0 {
+        if self.known_empty() {
             return Ok(None);
         }
         let values = self.run.percentiles(p).await.map_err(gql)?;
@@ -242,7 +304,7 @@ impl CallStats {
         bounds_seconds: Vec<i64>,
     ) -> GqlResult<Vec<HistogramBucket>> {
         let bounds = HistogramBounds::new(bounds_seconds).map_err(gql)?;
-        let counts = if self.aggregates.count == 0 {
+        let counts = if self.known_empty() {
             None
         } else {
             let all = self.run.histograms(&bounds).await.map_err(gql)?;
@@ -260,36 +322,78 @@ impl CallStats {
             .collect())
     }
     /// Calls shorter than `shortCallSeconds`; null when it was not given.
-    async fn short_calls(&self) -> Option<i64> {
-        self.aggregates.short_calls
+    async fn short_calls(&self) -> GqlResult<Option<i64>> {
+        Ok(self.aggregates().await?.short_calls)
     }
     /// Calls longer than `longCallSeconds`; null when it was not given.
-    async fn long_calls(&self) -> Option<i64> {
-        self.aggregates.long_calls
+    async fn long_calls(&self) -> GqlResult<Option<i64>> {
+        Ok(self.aggregates().await?.long_calls)
     }
     /// Calls with a recording URL.
-    async fn with_recording(&self) -> i64 {
-        self.aggregates.with_recording
+    async fn with_recording(&self) -> GqlResult<i64> {
+        Ok(self.aggregates().await?.with_recording)
     }
     /// Calls that were picked up (`startedAt` is set).
-    async fn answered_calls(&self) -> i64 {
-        self.aggregates.answered
+    async fn answered_calls(&self) -> GqlResult<i64> {
+        Ok(self.aggregates().await?.answered)
     }
     /// Calls with status `MISSED`.
-    async fn missed_calls(&self) -> i64 {
-        self.aggregates.missed
+    async fn missed_calls(&self) -> GqlResult<i64> {
+        Ok(self.aggregates().await?.missed)
     }
     /// Calls with status `REJECT`.
-    async fn rejected_calls(&self) -> i64 {
-        self.aggregates.rejected
+    async fn rejected_calls(&self) -> GqlResult<i64> {
+        Ok(self.aggregates().await?.rejected)
     }
     /// `answeredCalls / count`; null for an empty group.
-    async fn answer_rate(&self) -> Option<f64> {
-        self.aggregates.answer_rate()
+    async fn answer_rate(&self) -> GqlResult<Option<f64>> {
+        Ok(self.aggregates().await?.answer_rate())
     }
 }
 
-/// Runs `callStats`: validates, aggregates totals and groups in the database.
+/// The percentiles a `callStats` selection asks for, read ahead so that each run computes
+/// them in one pass: `(under total, under groups)`. Values that are not valid percentiles are
+/// left out (their own field reports the error).
+pub fn wanted_percentiles(call_stats: SelectionField<'_>) -> (Vec<f64>, Vec<f64>) {
+    fn collect(stats: SelectionField<'_>, into: &mut Vec<f64>) {
+        for field in stats.selection_set() {
+            if field.name() != "durationPercentile" {
+                continue;
+            }
+            let Ok(arguments) = field.arguments() else {
+                continue;
+            };
+            for (name, value) in arguments {
+                let p = match value {
+                    ConstValue::Number(n) => n.as_f64(),
+                    _ => None,
+                };
+                if let Some(p) = p.filter(|_| name.as_str() == "p")
+                    && let Ok(p) = stats::percentile(p)
+                    && !into.iter().any(|w| w.to_bits() == p.to_bits())
+                {
+                    into.push(p);
+                }
+            }
+        }
+    }
+    let (mut total, mut groups) = (Vec::new(), Vec::new());
+    for field in call_stats.selection_set() {
+        match field.name() {
+            "total" => collect(field, &mut total),
+            "groups" => {
+                for inner in field.selection_set().filter(|f| f.name() == "stats") {
+                    collect(inner, &mut groups);
+                }
+            }
+            _ => {}
+        }
+    }
+    (total, groups)
+}
+
+/// Runs `callStats`: validates, aggregates the groups in the database, and sums them into the
+/// totals (or, without groups, leaves the totals to the first field that needs them).
 pub async fn call_stats(
     store: &Store,
     filter: Option<CallFilter>,
@@ -297,6 +401,7 @@ pub async fn call_stats(
     time_zone: &str,
     short_call_seconds: Option<i64>,
     long_call_seconds: Option<i64>,
+    (total_percentiles, group_percentiles): (Vec<f64>, Vec<f64>),
 ) -> GqlResult<CallStatsResult> {
     let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
     let dimensions = group_by
@@ -313,37 +418,40 @@ pub async fn call_stats(
     )
     .map_err(gql)?;
     let totals_request = request.ungrouped();
-    let empty = BucketPlan::default();
-    let total = store
-        .stats_groups(&totals_request, &empty)
-        .await
-        .map_err(gql)?
-        .into_iter()
-        .next()
-        .map(|g| g.aggregates)
-        .unwrap_or_else(|| Aggregates::empty(&totals_request));
-    let total = CallStats {
-        run: StatsRun::new(store.clone(), totals_request, empty),
-        key: Vec::new(),
-        aggregates: total,
-    };
-    let groups = if request.group_by.is_empty() {
-        Vec::new()
+    let (total, groups) = if request.group_by.is_empty() {
+        (None, Vec::new())
     } else {
         let plan = store.bucket_plan(&request).await.map_err(gql)?;
         let groups = store.stats_groups(&request, &plan).await.map_err(gql)?;
-        let run = StatsRun::new(store.clone(), request, plan);
-        groups
+        // Every matching call is in exactly one group (a missing value is a group of its
+        // own) and every measure is additive: the totals need no second pass over the data.
+        let mut total = Aggregates::empty(&totals_request);
+        for group in &groups {
+            total.absorb(&group.aggregates);
+        }
+        let run = StatsRun::new(store.clone(), request, plan, group_percentiles);
+        let groups = groups
             .into_iter()
             .map(|g| CallStatsGroup {
                 key: group_key(&run.request, &g.key),
                 stats: CallStats {
                     run: run.clone(),
                     key: g.key,
-                    aggregates: g.aggregates,
+                    aggregates: Some(g.aggregates),
                 },
             })
-            .collect()
+            .collect();
+        (Some(total), groups)
+    };
+    let total = CallStats {
+        run: StatsRun::new(
+            store.clone(),
+            totals_request,
+            BucketPlan::default(),
+            total_percentiles,
+        ),
+        key: Vec::new(),
+        aggregates: total,
     };
     Ok(CallStatsResult { total, groups })
 }

@@ -4,7 +4,7 @@ use entity::{call, call_revision};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, EntityTrait, Iterable, Order, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Value,
 };
 
@@ -15,7 +15,8 @@ use crate::domain::filter::{Cursor, CursorKey};
 use crate::domain::lifecycle::CallState;
 use crate::domain::phone;
 use crate::domain::{
-    Anomaly, Call, CallFilter, CallOrder, Direction, OrderField, PageRequest, SortDirection,
+    Anomaly, Call, CallFilter, CallOrder, Direction, OrderField, PageFields, PageRequest,
+    SortDirection,
 };
 use crate::error::AppError;
 
@@ -55,6 +56,7 @@ impl Store {
         filter: &CallFilter,
         order: CallOrder,
         request: &PageRequest,
+        fields: PageFields,
     ) -> Result<Page, AppError> {
         let (size, cursor, backward) = match request {
             PageRequest::Forward { first, after } => (*first, after.as_deref(), false),
@@ -64,6 +66,14 @@ impl Store {
         let position = cursor
             .map(|c| Cursor::decode(argument, c, &order, filter))
             .transpose()?;
+        if !fields.rows {
+            // Only `totalCount` was asked for: the cursor is still checked, no row is read.
+            return Ok(Page {
+                items: Vec::new(),
+                has_next_page: false,
+                has_previous_page: false,
+            });
+        }
         let column = order_column(order.field);
         let nullable = order.field == OrderField::StartedAt;
         // Scanning backward walks the list in reverse; then the rows are flipped back.
@@ -71,6 +81,13 @@ impl Store {
         let nulls_last = !backward;
 
         let mut select = call::Entity::find().filter(condition(filter));
+        if !fields.raw_payload {
+            // The raw body is most of a row's bytes; read it only for a reader that shows it.
+            select = select
+                .select_only()
+                .columns(call::Column::iter().filter(|c| !matches!(c, call::Column::RawPayload)))
+                .column_as(Expr::cust("''"), "raw_payload");
+        }
         if let Some(position) = &position {
             select = select.filter(after_position(
                 column, nullable, ascending, nulls_last, position,

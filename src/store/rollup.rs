@@ -413,7 +413,7 @@ impl Store {
         for row in &rows {
             let (key, aggregates) = read_row(row, &request.group_by)?;
             let entry = merged.entry(key).or_default();
-            merge(entry, &aggregates);
+            entry.absorb(&aggregates);
         }
         if merged.len() > MAX_GROUPS {
             return Err(AppError::bad_input(
@@ -547,27 +547,4 @@ fn month_of_day(day: i64) -> i64 {
     use chrono::Datelike;
     let date = NaiveDate::default() + Duration::days(day);
     i64::from(date.year()) * 12 + i64::from(date.month0())
-}
-
-fn merge(into: &mut Aggregates, more: &Aggregates) {
-    let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
-        (Some(a), Some(b)) => Some(f(a, b)),
-        (a, b) => a.or(b),
-    };
-    into.count += more.count;
-    into.total_duration_seconds += more.total_duration_seconds;
-    into.min_duration_seconds = pick(
-        into.min_duration_seconds,
-        more.min_duration_seconds,
-        i64::min,
-    );
-    into.max_duration_seconds = pick(
-        into.max_duration_seconds,
-        more.max_duration_seconds,
-        i64::max,
-    );
-    into.with_recording += more.with_recording;
-    into.answered += more.answered;
-    into.missed += more.missed;
-    into.rejected += more.rejected;
 }

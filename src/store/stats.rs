@@ -121,13 +121,18 @@ impl Store {
         Ok(groups)
     }
 
-    /// The `p` percentile of durations per group, exact and continuous.
+    /// Each of the `ps` percentiles of durations per group, exact and continuous, all in one
+    /// pass over the calls: element `i` of the result holds `ps[i]` for every group.
     pub async fn duration_percentiles(
         &self,
         request: &StatsRequest,
         plan: &BucketPlan,
-        p: f64,
-    ) -> Result<HashMap<GroupKey, f64>, AppError> {
+        ps: &[f64],
+    ) -> Result<Vec<HashMap<GroupKey, f64>>, AppError> {
+        let mut result = vec![HashMap::new(); ps.len()];
+        if ps.is_empty() {
+            return Ok(result);
+        }
         let backend = self.backend();
         let (inner, values) = base_select(backend, request, plan);
         let keys = key_list(request);
@@ -138,54 +143,79 @@ impl Store {
         };
         let group = group_clause(&keys);
         // `{:e}` prints the shortest literal that reads back as the same f64.
-        let p_literal = format!("CAST({p:e} AS DOUBLE PRECISION)");
+        let literal = |p: f64| format!("CAST({p:e} AS DOUBLE PRECISION)");
         let n = request.group_by.len();
-        let mut result = HashMap::new();
         if backend == DatabaseBackend::Postgres {
+            let columns: Vec<String> = ps
+                .iter()
+                .map(|p| format!("percentile_cont({}) WITHIN GROUP (ORDER BY d)", literal(*p)))
+                .collect();
             let sql = format!(
-                "WITH base AS ({inner}) SELECT {select_keys}\
-                 percentile_cont({p_literal}) WITHIN GROUP (ORDER BY d) FROM base{group} LIMIT {}",
+                "WITH base AS ({inner}) SELECT {select_keys}{} FROM base{group} LIMIT {}",
+                columns.join(", "),
                 MAX_GROUPS + 1
             );
             for row in self.query(backend, sql, values).await? {
-                let value: Option<f64> = row.try_get_by_index(n).map_err(internal)?;
-                if let Some(value) = value {
-                    result.insert(read_key(&row, request)?, value);
+                let key = read_key(&row, request)?;
+                for (i, out) in result.iter_mut().enumerate() {
+                    let value: Option<f64> = row.try_get_by_index(n + i).map_err(internal)?;
+                    if let Some(value) = value {
+                        out.insert(key.clone(), value);
+                    }
                 }
             }
         } else {
+            // Window functions number each group's durations; of each percentile only the two
+            // ranks around p·(n−1) are kept, and the service interpolates between them.
             let partition = if keys.is_empty() {
                 String::new()
             } else {
                 format!("PARTITION BY {keys} ")
             };
-            let rank = format!("CAST({p_literal} * (n - 1) AS INTEGER)");
+            let rank = |p: f64| format!("CAST({} * (n - 1) AS INTEGER)", literal(p));
+            let mut columns = Vec::new();
+            let mut kept = Vec::new();
+            for p in ps {
+                let r = rank(*p);
+                columns.push(format!(
+                    "MIN(CASE WHEN rn = {r} + 1 THEN d END), MIN(CASE WHEN rn = {r} + 2 THEN d END)"
+                ));
+                kept.push(format!("rn BETWEEN {r} + 1 AND {r} + 2"));
+            }
             let sql = format!(
                 "WITH base AS ({inner}), ranked AS (SELECT {select_keys}d, \
                  ROW_NUMBER() OVER ({partition}ORDER BY d) AS rn, \
                  COUNT(*) OVER ({partition}) AS n FROM base) \
-                 SELECT {select_keys}MAX(n), \
-                 MIN(CASE WHEN rn = {rank} + 1 THEN d END), \
-                 MIN(CASE WHEN rn = {rank} + 2 THEN d END) \
-                 FROM ranked WHERE rn BETWEEN {rank} + 1 AND {rank} + 2{group} LIMIT {}",
+                 SELECT {select_keys}MAX(n), {} \
+                 FROM ranked WHERE {}{group} LIMIT {}",
+                columns.join(", "),
+                kept.join(" OR "),
                 MAX_GROUPS + 1
             );
             for row in self.query(backend, sql, values).await? {
+                let key = read_key(&row, request)?;
                 let count: Option<i64> = row.try_get_by_index(n).map_err(internal)?;
-                let lower: Option<i64> = row.try_get_by_index(n + 1).map_err(internal)?;
-                let upper: Option<i64> = row.try_get_by_index(n + 2).map_err(internal)?;
-                let (Some(count), Some(lower)) = (count, lower) else {
+                let Some(count) = count else {
                     continue;
                 };
-                let position = p * (count - 1) as f64;
-                let fraction = position - position.floor();
-                let value = match upper {
-                    Some(upper) if fraction > 0.0 => {
-                        lower as f64 + (upper - lower) as f64 * fraction
-                    }
-                    _ => lower as f64,
-                };
-                result.insert(read_key(&row, request)?, value);
+                for (i, (p, out)) in ps.iter().zip(result.iter_mut()).enumerate() {
+                    let lower: Option<i64> =
+                        row.try_get_by_index(n + 1 + 2 * i).map_err(internal)?;
+                    let upper: Option<i64> =
+                        row.try_get_by_index(n + 2 + 2 * i).map_err(internal)?;
+                    let Some(lower) = lower else {
+                        continue;
+                    };
+                    let position = p * (count - 1) as f64;
+                    let fraction = position - position.floor();
+                    let value = match upper {
+                        Some(upper) if fraction > 0.0 => {
+                            lower as f64 + (upper - lower) as f64 * fraction
+                        }
+                        _ => lower as f64,
+                    };
+                    out.insert(key.clone(), value);
+                }
             }
         }
         Ok(result)
