@@ -1,7 +1,9 @@
 //! Durable ingestion with group commit: one writer task batches concurrent deliveries into one
-//! transaction and answers each only after that transaction has committed. Within a batch, new
+//! transaction and answers each only after that transaction has committed (on PostgreSQL up to
+//! three batches are in flight, each in its own transaction). Within a batch, new
 //! calls and deliveries that change no call are written with one multi-row statement per table.
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,7 +15,7 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::calls::{call_from_model, model_from_state};
 use super::{Store, rollup, unavailable};
@@ -130,8 +132,25 @@ impl Ingestor {
     }
 }
 
+/// Batches in flight at once. On PostgreSQL a batch builds and writes its rows while the one
+/// before it waits for its commit to reach the disk; two batches never work on one call at the
+/// same time (each takes advisory locks on its call ids first, in a fixed order). SQLite writes
+/// one transaction at a time whatever we do, so one.
+fn batches_in_flight(store: &Store) -> usize {
+    if store.is_postgres() { 3 } else { 1 }
+}
+
 async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.recv().await {
+    let slots = Arc::new(Semaphore::new(batches_in_flight(&store)));
+    loop {
+        // A slot first: deliveries arriving while every slot is busy wait in the queue and
+        // make the next batch bigger.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -142,9 +161,13 @@ async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
         // A bug that panics while committing must cost only its batch (answered 503, nothing
         // acknowledged), never the writer itself.
         let store = store.clone();
-        if let Err(e) = tokio::spawn(async move { commit_batch(&store, batch).await }).await {
-            tracing::error!(error = %e, "a batch commit panicked; its deliveries were answered 503");
-        }
+        tokio::spawn(async move {
+            let committed = tokio::spawn(async move { commit_batch(&store, batch).await });
+            if let Err(e) = committed.await {
+                tracing::error!(error = %e, "a batch commit panicked; its deliveries were answered 503");
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -393,7 +416,6 @@ async fn apply_batch(
             events.len()
         )));
     }
-    rollup::record_new_calls(txn, &calls).await?;
     for chunk in calls.chunks(rows_per_statement::<call::Entity>()) {
         call::Entity::insert_many(chunk.iter().cloned())
             .exec_without_returning(txn)
@@ -409,6 +431,10 @@ async fn apply_batch(
     for chunk in rows.chunks(rows_per_statement::<delivery::Entity>()) {
         ids.extend(log_many(txn, chunk).await?);
     }
+    // The rollup rows of the current quarter hour are the ones every concurrent batch writes:
+    // updated last, so a batch holds their locks only from here to its commit. Before the
+    // per-delivery rest, whose bucket recomputes read `calls` and must find these counted.
+    rollup::record_new_calls(txn, &calls).await?;
 
     let mut receipts: Vec<Option<Receipt>> = vec![None; incomings.len()];
     for ((index, summary), delivery_id) in logged.into_iter().zip(ids) {
