@@ -30,7 +30,7 @@ pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
 pub fn router(store: Store, settings: &Settings) -> Router {
     let webhook_state = WebhookState {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
-        ingestor: Ingestor::start(store.clone()),
+        ingestor: Ingestor::start(store.clone(), settings.write_batches),
     };
     let schema = graphql::schema(
         store.clone(),

@@ -35,6 +35,17 @@ pub struct Settings {
         global = true
     )]
     pub max_page_size: u64,
+    /// PostgreSQL: batches of webhook deliveries committing at once, each in its own
+    /// transaction (one builds its rows while another waits for its commit to reach disk).
+    /// SQLite writes one transaction at a time whatever this says.
+    #[arg(
+        long,
+        env = "CALLTRAIL_WRITE_BATCHES",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u16).range(1..=16),
+        global = true
+    )]
+    pub write_batches: u16,
 }
 
 impl Settings {
@@ -45,6 +56,7 @@ impl Settings {
             database_url: database_url.into(),
             webhook_token: Vec::new(),
             max_page_size: 500,
+            write_batches: 3,
         }
     }
 

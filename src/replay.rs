@@ -16,7 +16,7 @@ pub struct Replayed {
 /// replay is appended to the log as a new delivery pointing at the original; nothing is
 /// updated in place.
 pub async fn replay_rejected(store: &Store) -> Result<Vec<Replayed>, AppError> {
-    let ingestor = Ingestor::start(store.clone());
+    let ingestor = Ingestor::start(store.clone(), 1);
     let mut report = Vec::new();
     for logged in store.unresolved_rejections().await? {
         let content_type =

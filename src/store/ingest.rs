@@ -1,6 +1,6 @@
 //! Durable ingestion with group commit: one writer task batches concurrent deliveries into one
-//! transaction and answers each only after that transaction has committed (on PostgreSQL up to
-//! three batches are in flight, each in its own transaction). Within a batch, new
+//! transaction and answers each only after that transaction has committed (on PostgreSQL several
+//! batches can be in flight, each in its own transaction: `--write-batches`). Within a batch, new
 //! calls and deliveries that change no call are written with one multi-row statement per table.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -112,10 +112,20 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Starts the writer task on `store`.
-    pub fn start(store: Store) -> Ingestor {
+    /// Starts the writer task on `store`, with up to `batches` transactions in flight.
+    ///
+    /// On PostgreSQL a batch builds and writes its rows while the one before it waits for its
+    /// commit to reach the disk; two batches never work on one call at the same time (each
+    /// takes advisory locks on its call ids first, in a fixed order). SQLite writes one
+    /// transaction at a time whatever we do, so there it is always one.
+    pub fn start(store: Store, batches: u16) -> Ingestor {
+        let batches = if store.is_postgres() {
+            usize::from(batches.max(1))
+        } else {
+            1
+        };
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_loop(store, queue));
+        tokio::spawn(write_loop(store, queue, batches));
         Ingestor { jobs }
     }
 
@@ -132,16 +142,8 @@ impl Ingestor {
     }
 }
 
-/// Batches in flight at once. On PostgreSQL a batch builds and writes its rows while the one
-/// before it waits for its commit to reach the disk; two batches never work on one call at the
-/// same time (each takes advisory locks on its call ids first, in a fixed order). SQLite writes
-/// one transaction at a time whatever we do, so one.
-fn batches_in_flight(store: &Store) -> usize {
-    if store.is_postgres() { 3 } else { 1 }
-}
-
-async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(batches_in_flight(&store)));
+async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>, batches: usize) {
+    let slots = Arc::new(Semaphore::new(batches));
     loop {
         // A slot first: deliveries arriving while every slot is busy wait in the queue and
         // make the next batch bigger.
