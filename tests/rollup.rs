@@ -26,15 +26,19 @@ async fn aggregated_from_calls(url: &str) -> Buckets {
             row.direction.clone().unwrap_or_default(),
         );
         let d = row.duration_seconds;
-        let entry = buckets.entry(key).or_insert([0, 0, d, d, 0, 0, 0, 0]);
-        entry[0] += 1;
-        entry[1] += d;
-        entry[2] = entry[2].min(d);
-        entry[3] = entry[3].max(d);
-        entry[4] += i64::from(row.recording_url.is_some());
-        entry[5] += i64::from(row.started_at.is_some());
-        entry[6] += i64::from(row.status == "MISSED");
-        entry[7] += i64::from(row.status == "REJECT");
+        // Each call counts in its direction's row and in the bucket's every-direction row `*`.
+        let every = (key.0, "*".to_owned());
+        for key in [key, every] {
+            let entry = buckets.entry(key).or_insert([0, 0, d, d, 0, 0, 0, 0]);
+            entry[0] += 1;
+            entry[1] += d;
+            entry[2] = entry[2].min(d);
+            entry[3] = entry[3].max(d);
+            entry[4] += i64::from(row.recording_url.is_some());
+            entry[5] += i64::from(row.started_at.is_some());
+            entry[6] += i64::from(row.status == "MISSED");
+            entry[7] += i64::from(row.status == "REJECT");
+        }
     }
     buckets
 }
@@ -158,34 +162,71 @@ async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
         }
         // Quarter-hour bounds: answered from the rollup. The same question with a filter
         // every call meets (duration >= 0) cannot use the rollup and reads the calls.
+        // (from, to, groupBy, zone, direction filter): the rollup's per-direction rows serve
+        // a DIRECTION dimension or filter, its every-direction rows serve the rest.
         let cases = [
             (
                 "2025-03-01T05:00:00Z",
                 "2026-03-10T05:00:00Z",
                 json!(["MONTH", "DIRECTION"]),
                 "America/New_York",
+                Value::Null,
             ),
             (
                 "2025-03-09T05:00:00Z",
                 "2026-03-10T05:00:00Z",
                 json!(["DAY"]),
                 "America/New_York",
+                Value::Null,
             ),
             (
                 "2025-10-30T04:00:00Z",
                 "2025-11-05T05:00:00Z",
                 json!(["HOUR"]),
                 "America/New_York",
+                Value::Null,
             ),
             (
                 "2025-03-01T00:00:00Z",
                 "2026-03-10T00:00:00Z",
                 json!(["WEEK", "DIRECTION"]),
                 "Asia/Kathmandu",
+                Value::Null,
+            ),
+            (
+                "2025-03-01T00:00:00Z",
+                "2026-03-10T00:00:00Z",
+                json!(["DAY"]),
+                "Asia/Kolkata",
+                json!("OUTGOING"),
+            ),
+            (
+                "2025-03-01T00:00:00Z",
+                "2026-03-10T00:00:00Z",
+                json!(["DIRECTION"]),
+                "UTC",
+                Value::Null,
+            ),
+            (
+                "2025-03-01T00:00:00Z",
+                "2026-03-10T00:00:00Z",
+                json!([]),
+                "UTC",
+                json!("INCOMING"),
+            ),
+            (
+                "2025-03-01T00:00:00Z",
+                "2026-03-10T00:00:00Z",
+                json!([]),
+                "UTC",
+                Value::Null,
             ),
         ];
-        for (from, to, group_by, zone) in cases {
-            let rollup_filter = json!({ "endedAt": { "from": from, "to": to } });
+        for (from, to, group_by, zone, direction) in cases {
+            let mut rollup_filter = json!({ "endedAt": { "from": from, "to": to } });
+            if !direction.is_null() {
+                rollup_filter["direction"] = direction;
+            }
             let mut calls_filter = rollup_filter.clone();
             calls_filter["durationSeconds"] = json!({ "min": 0 });
             let ask = |filter: Value| json!({ "f": filter, "g": group_by.clone(), "tz": zone });

@@ -7,6 +7,7 @@ mod m20261127_000003_create_call_revisions;
 mod m20261127_000004_create_deliveries;
 mod m20261127_000005_create_call_buckets;
 mod m20261127_000006_protect_deliveries;
+mod m20261127_000007_bucket_totals;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_create_deliveries::Migration),
             Box::new(m20261127_000005_create_call_buckets::Migration),
             Box::new(m20261127_000006_protect_deliveries::Migration),
+            Box::new(m20261127_000007_bucket_totals::Migration),
         ]
     }
 }

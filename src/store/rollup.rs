@@ -1,4 +1,6 @@
 //! The `call_buckets` rollup: concluded calls pre-aggregated per 15-minute UTC bucket and direction.
+//! Each bucket also has a row with direction `*`: its calls of every direction, so a question
+//! that does not split or filter by direction reads one row per bucket instead of two.
 //!
 //! Every UTC offset in use is a whole number of quarter hours, so a local hour, day, week or
 //! month in any zone is a union of whole 15-minute UTC buckets. Statistics over time
@@ -32,6 +34,9 @@ use crate::error::AppError;
 
 /// Length of one bucket, in seconds.
 pub const BUCKET_SECONDS: i64 = 900;
+
+/// The `direction` of a bucket's every-direction row.
+const ALL_DIRECTIONS: &str = "*";
 
 /// What one concluded call adds to its bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,8 +149,11 @@ async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), Ap
     let flag = |b: bool| i64::from(b);
     // Ordered by key, so concurrent writers lock bucket rows in the same order.
     let mut sums: BTreeMap<(i64, String), call_bucket::Model> = BTreeMap::new();
-    for c in added {
-        let key = (c.bucket_start, c.direction.clone());
+    let keys = added.iter().flat_map(|c| {
+        [c.direction.clone(), ALL_DIRECTIONS.to_owned()]
+            .map(|direction| (c, (c.bucket_start, direction)))
+    });
+    for (c, key) in keys {
         match sums.get_mut(&key) {
             Some(b) => {
                 b.calls += 1;
@@ -159,10 +167,10 @@ async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), Ap
             }
             None => {
                 sums.insert(
-                    key,
+                    key.clone(),
                     call_bucket::Model {
                         bucket_start: c.bucket_start,
-                        direction: c.direction.clone(),
+                        direction: key.1,
                         calls: 1,
                         total_duration_seconds: c.duration,
                         min_duration_seconds: c.duration,
@@ -265,6 +273,20 @@ async fn recompute(txn: &DatabaseTransaction, start: i64) -> Result<(), AppError
     ))
     .await
     .map_err(unavailable)?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO call_buckets ({COLUMNS}) SELECT {}, '{ALL_DIRECTIONS}', {MEASURES} \
+             FROM calls WHERE ended_at IS NOT NULL AND ended_at >= {} AND ended_at < {} \
+             HAVING COUNT(*) > 0",
+            p(1),
+            p(2),
+            p(3)
+        ),
+        [start.into(), from.into(), to.into()],
+    ))
+    .await
+    .map_err(unavailable)?;
     Ok(())
 }
 
@@ -301,6 +323,12 @@ impl Store {
         ))
         .await
         .map_err(unavailable)?;
+        txn.execute_unprepared(&format!(
+            "INSERT INTO call_buckets ({COLUMNS}) SELECT ({epoch} / {BUCKET_SECONDS}) * {BUCKET_SECONDS} AS b, \
+             '{ALL_DIRECTIONS}', {MEASURES} FROM calls WHERE ended_at IS NOT NULL GROUP BY b"
+        ))
+        .await
+        .map_err(unavailable)?;
         txn.commit().await.map_err(unavailable)?;
         Ok(())
     }
@@ -316,15 +344,22 @@ impl Store {
             return Ok(None);
         }
         let backend = self.backend();
-        let (condition, values) = bucket_condition(backend, &request.filter, 1);
+        let (condition, values) = bucket_condition(backend, request, 1);
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
+                // Two subqueries: each is one index probe, where MIN and MAX together scan the range.
                 format!(
-                    "SELECT MIN(bucket_start), MAX(bucket_start) FROM call_buckets WHERE {condition}"
+                    "SELECT (SELECT MIN(bucket_start) FROM call_buckets WHERE {condition}), \
+                     (SELECT MAX(bucket_start) FROM call_buckets WHERE {condition})"
                 ),
-                values,
+                // PostgreSQL's numbered parameters serve both; SQLite's `?` are positional.
+                if backend == DatabaseBackend::Postgres {
+                    values
+                } else {
+                    [values.clone(), values].concat()
+                },
             ))
             .await
             .map_err(unavailable)?;
@@ -367,7 +402,7 @@ impl Store {
                 None => "direction".to_owned(),
             });
         }
-        let (condition, values) = bucket_condition(backend, &request.filter, 1);
+        let (condition, values) = bucket_condition(backend, request, 1);
         let key_list: Vec<String> = (0..keys.len()).map(|i| format!("g{i}")).collect();
         let select_keys: String = keys
             .iter()
@@ -487,12 +522,15 @@ fn offset_case(segments: &[OffsetSegment]) -> String {
     }
 }
 
-/// `bucket_start` within the `endedAt` range and the direction, with bound values from `$first`.
+/// `bucket_start` within the `endedAt` range, and the rows of the asked direction: the
+/// every-direction rows unless the request filters or groups by direction. Bound values are
+/// numbered from `$first`.
 fn bucket_condition(
     backend: DatabaseBackend,
-    filter: &CallFilter,
+    request: &StatsRequest,
     first: usize,
 ) -> (String, Vec<Value>) {
+    let filter = &request.filter;
     let mut parts = vec!["calls > 0".to_owned()];
     let mut values: Vec<Value> = Vec::new();
     let mut bind = |sql: &str, value: Value, parts: &mut Vec<String>| {
@@ -516,6 +554,10 @@ fn bucket_condition(
             Direction::as_wire(direction).into(),
             &mut parts,
         );
+    } else if request.group_by.contains(&Dimension::Direction) {
+        parts.push(format!("direction <> '{ALL_DIRECTIONS}'"));
+    } else {
+        parts.push(format!("direction = '{ALL_DIRECTIONS}'"));
     }
     (parts.join(" AND "), values)
 }
