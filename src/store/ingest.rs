@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::calls::{call_from_model, model_from_state};
-use super::{Store, rollup, unavailable};
+use super::{Store, pow2_chunks, rollup, unavailable};
 use crate::domain::lifecycle::{AppliedEvent, fold};
 use crate::domain::{CallEvent, EventKind};
 use crate::error::AppError;
@@ -292,16 +292,19 @@ async fn lock_calls(txn: &DatabaseTransaction, incomings: &[&Incoming]) -> Resul
     }
     keys.sort_unstable();
     keys.dedup();
-    let values = keys
-        .iter()
-        .map(|k| format!("({k})"))
-        .collect::<Vec<_>>()
-        .join(",");
-    txn.execute_raw(Statement::from_string(
+    // One array parameter: the same statement text for every batch, prepared once.
+    let array = format!(
+        "{{{}}}",
+        keys.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
-        format!(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM (VALUES {values}) AS v(k) ORDER BY k) AS ordered"
-        ),
+        "SELECT count(pg_advisory_xact_lock(k)) FROM \
+         (SELECT unnest(CAST($1 AS bigint[])) AS k ORDER BY k) AS ordered",
+        [array.into()],
     ))
     .await
     .map_err(unavailable)?;
@@ -401,7 +404,7 @@ async fn apply_batch(
     }
 
     let mut inserted = 0;
-    for chunk in events.chunks(rows_per_statement::<call_event::Entity>()) {
+    for chunk in pow2_chunks(&events, rows_per_statement::<call_event::Entity>()) {
         inserted += call_event::Entity::insert_many(chunk.iter().cloned())
             .on_conflict(
                 OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
@@ -418,7 +421,7 @@ async fn apply_batch(
             events.len()
         )));
     }
-    for chunk in calls.chunks(rows_per_statement::<call::Entity>()) {
+    for chunk in pow2_chunks(&calls, rows_per_statement::<call::Entity>()) {
         call::Entity::insert_many(chunk.iter().cloned())
             .exec_without_returning(txn)
             .await
@@ -430,7 +433,7 @@ async fn apply_batch(
         .map(|(index, summary)| delivery_row(incomings[*index], summary))
         .collect();
     let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(rows_per_statement::<delivery::Entity>()) {
+    for chunk in pow2_chunks(&rows, rows_per_statement::<delivery::Entity>()) {
         ids.extend(log_many(txn, chunk).await?);
     }
     // The rollup rows of the current quarter hour are the ones every concurrent batch writes:
@@ -467,7 +470,7 @@ async fn existing_calls(
     call_ids: &[&str],
 ) -> Result<HashSet<String>, AppError> {
     let mut found = HashSet::new();
-    for chunk in call_ids.chunks(MAX_PARAMS) {
+    for chunk in pow2_chunks(call_ids, MAX_PARAMS) {
         let rows: Vec<String> = call::Entity::find()
             .select_only()
             .column(call::Column::CallId)

@@ -106,6 +106,24 @@ impl Store {
     }
 }
 
+/// `items` in chunks whose lengths are powers of two (largest first, none above `max`): a
+/// multi-row statement then comes in a handful of shapes, which the driver prepares once
+/// and keeps, instead of one new statement text (parsed, planned and cached, pushing out
+/// the others) for every batch size.
+pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let max = max.max(1);
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = 1usize << rest.len().min(max).ilog2();
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// A failure to reach or write the database: retryable, shown as 503.
 pub(crate) fn unavailable(e: DbErr) -> AppError {
     AppError::Unavailable(e.to_string())
@@ -151,5 +169,26 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
         }
         Err(e) if e.to_string().contains("already exists") => Ok(()),
         Err(e) => Err(unavailable(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pow2_chunks;
+
+    #[test]
+    fn pow2_chunks_cover_every_item_in_order_in_power_of_two_lengths() {
+        for n in 0..300usize {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = pow2_chunks(&items, 100).collect();
+            assert_eq!(chunks.concat(), items);
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| c.len().is_power_of_two() && c.len() <= 100)
+            );
+            // Full chunks of 64, then at most one of each smaller power of two.
+            assert!(chunks.len() <= n / 64 + 6, "{n}: {} chunks", chunks.len());
+        }
     }
 }

@@ -24,7 +24,7 @@ use sea_orm::{
     Value,
 };
 
-use super::{Store, internal, unavailable};
+use super::{Store, internal, pow2_chunks, unavailable};
 use crate::domain::stats::{
     Aggregates, Dimension, KeyPart, MAX_GROUPS, OffsetSegment, Period, StatsGroup, StatsRequest,
     offset_segments,
@@ -185,7 +185,7 @@ async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), Ap
         }
     }
     let rows: Vec<call_bucket::Model> = sums.into_values().collect();
-    for chunk in rows.chunks(UPSERT_ROWS) {
+    for chunk in pow2_chunks(&rows, UPSERT_ROWS) {
         upsert(txn, chunk).await?;
     }
     Ok(())
