@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use common::dataset::{self, GenCall};
-use common::{TestApp, backends};
+use common::{TestApp, backends, fixture_names};
 use serde_json::{Value, json};
 
 const NODE: &str = "callId endedAt startedAt durationSeconds receivedAt";
@@ -433,6 +433,65 @@ async fn pages_carry_raw_bodies_when_asked_and_a_count_alone_still_checks_its_cu
             "[{}] {misused}",
             backend.name()
         );
+        app.finish().await;
+    }
+}
+
+const SUMMARY: &str = "callId status direction customerId customerName customerNumber wabaNumber \
+    pickedBy endedBy startedAt endedAt durationSeconds recordingUrl receivedAt updatedAt";
+const DETAILS: &str = "rejectedBy deviceId chatId chatMessageId channel channelNumber pstnFrom \
+    pstnTo failedReason isNewCaller isChatAssigned notPickedCount anomalies revision rawContentType";
+
+#[tokio::test]
+async fn a_page_shows_every_field_exactly_as_the_single_call_does_whatever_is_selected() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        for file in fixture_names("events") {
+            if file.ends_with(".json") {
+                let (status, _) = app.post_fixture(&format!("events/{file}")).await;
+                assert!(status < 300, "[{}] {file}", backend.name());
+            }
+        }
+        dataset::ingest(&app, &dataset::generate(40)).await;
+        let selections = [
+            SUMMARY.to_owned(),
+            format!("{SUMMARY} {DETAILS} rawPayload"),
+            "callId ...Details".to_owned(),
+            "callId deviceId".to_owned(),
+        ];
+        for selection in selections {
+            let fragment = if selection.contains("...Details") {
+                format!("fragment Details on Call {{ {DETAILS} }}")
+            } else {
+                String::new()
+            };
+            let page = app
+                .query(
+                    &format!(
+                        "query {{ calls(first: 500) {{ nodes {{ {selection} }} }} }} {fragment}"
+                    ),
+                    json!({}),
+                )
+                .await;
+            let nodes = page["calls"]["nodes"].as_array().expect("nodes");
+            assert!(nodes.len() > 40, "[{}]", backend.name());
+            for node in nodes {
+                let one = app
+                    .query(
+                        &format!(
+                            "query($id: ID!) {{ call(callId: $id) {{ {selection} }} }} {fragment}"
+                        ),
+                        json!({ "id": node["callId"] }),
+                    )
+                    .await;
+                assert_eq!(
+                    node,
+                    &one["call"],
+                    "[{}] selecting {selection}",
+                    backend.name()
+                );
+            }
+        }
         app.finish().await;
     }
 }

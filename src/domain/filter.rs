@@ -122,6 +122,9 @@ pub struct PageFields {
     pub rows: bool,
     /// Each call's raw delivery body (`rawPayload`), by far its largest column.
     pub raw_payload: bool,
+    /// Fields beyond a call log's summary (who, when, how long, recording: see
+    /// `store::calls`), such as device, chat, PSTN details, anomalies or revision.
+    pub details: bool,
 }
 
 /// The sort-key value of a call at a cursor's position.

@@ -1,5 +1,5 @@
 //! The query root: one call, pages of calls, and call statistics.
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, Object, SelectionField};
 
 use super::inputs::{CallFilter, CallOrder};
 use super::stats::{self, CallDimension, CallStatsResult};
@@ -95,17 +95,61 @@ impl Query {
     }
 }
 
-/// What the query selects under `calls`: rows only when edges, nodes or page info are asked
-/// for, raw bodies only when `rawPayload` is (fragments included).
+/// The `Call` fields a page can serve from its summary columns (see `store::calls`).
+const SUMMARY_FIELDS: &[&str] = &[
+    "__typename",
+    "callId",
+    "status",
+    "direction",
+    "customerId",
+    "customerName",
+    "customerNumber",
+    "wabaNumber",
+    "pickedBy",
+    "endedBy",
+    "startedAt",
+    "endedAt",
+    "durationSeconds",
+    "recordingUrl",
+    "receivedAt",
+    "updatedAt",
+];
+
+/// What the query selects under `calls` (fragments included): rows only when edges, nodes or
+/// page info are asked for, raw bodies only when `rawPayload` is, the other details only
+/// when a field beyond the summary is.
 fn page_fields(ctx: &Context<'_>) -> PageFields {
-    let look = ctx.look_ahead();
-    let edges = look.field("edges");
-    let nodes = look.field("nodes");
-    PageFields {
-        rows: edges.exists() || nodes.exists() || look.field("pageInfo").exists(),
-        raw_payload: edges.field("node").field("rawPayload").exists()
-            || nodes.field("rawPayload").exists(),
+    let mut fields = PageFields {
+        rows: false,
+        raw_payload: false,
+        details: false,
+    };
+    let mut node = |call: SelectionField<'_>| {
+        for field in call.selection_set() {
+            match field.name() {
+                "rawPayload" => fields.raw_payload = true,
+                name if SUMMARY_FIELDS.contains(&name) => {}
+                _ => fields.details = true,
+            }
+        }
+    };
+    for field in ctx.field().selection_set() {
+        match field.name() {
+            "edges" => {
+                for inner in field.selection_set().filter(|f| f.name() == "node") {
+                    node(inner);
+                }
+                fields.rows = true;
+            }
+            "nodes" => {
+                node(field);
+                fields.rows = true;
+            }
+            "pageInfo" => fields.rows = true,
+            _ => {}
+        }
     }
+    fields
 }
 
 fn page_request(

@@ -241,7 +241,7 @@ pub struct PageInfo {
 }
 
 pub struct CallEdge {
-    call: domain::Call,
+    call: Call,
     cursor: String,
 }
 
@@ -253,8 +253,8 @@ impl CallEdge {
         &self.cursor
     }
     /// The call.
-    async fn node(&self) -> Call {
-        Call(self.call.clone())
+    async fn node(&self) -> &Call {
+        &self.call
     }
 }
 
@@ -273,8 +273,8 @@ pub struct CallConnection {
 #[ComplexObject]
 impl CallConnection {
     /// Calls of this page.
-    async fn nodes(&self) -> Vec<Call> {
-        self.edges.iter().map(|e| Call(e.call.clone())).collect()
+    async fn nodes(&self) -> Vec<&Call> {
+        self.edges.iter().map(|e| &e.call).collect()
     }
     /// How many calls match the filter in all (computed only when asked for).
     async fn total_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
@@ -296,7 +296,10 @@ impl CallConnection {
             edges: page
                 .items
                 .into_iter()
-                .map(|(call, cursor)| CallEdge { call, cursor })
+                .map(|(call, cursor)| CallEdge {
+                    call: Call(call),
+                    cursor,
+                })
                 .collect(),
             page_info,
             filter,
