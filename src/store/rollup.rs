@@ -259,34 +259,30 @@ async fn recompute(txn: &DatabaseTransaction, start: i64) -> Result<(), AppError
     let from = DateTime::<Utc>::from_timestamp(start, 0)
         .ok_or_else(|| AppError::Internal(format!("bucket {start} out of range")))?;
     let to = from + Duration::seconds(BUCKET_SECONDS);
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "INSERT INTO call_buckets ({COLUMNS}) SELECT {}, COALESCE(direction, ''), {MEASURES} \
-             FROM calls WHERE ended_at IS NOT NULL AND ended_at >= {} AND ended_at < {} \
-             GROUP BY COALESCE(direction, '')",
-            p(1),
-            p(2),
-            p(3)
+    // One row per direction, then the bucket's every-direction row (none for an empty bucket).
+    let rows = [
+        (
+            "COALESCE(direction, '')",
+            "GROUP BY COALESCE(direction, '')",
         ),
-        [start.into(), from.into(), to.into()],
-    ))
-    .await
-    .map_err(unavailable)?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "INSERT INTO call_buckets ({COLUMNS}) SELECT {}, '{ALL_DIRECTIONS}', {MEASURES} \
-             FROM calls WHERE ended_at IS NOT NULL AND ended_at >= {} AND ended_at < {} \
-             HAVING COUNT(*) > 0",
-            p(1),
-            p(2),
-            p(3)
-        ),
-        [start.into(), from.into(), to.into()],
-    ))
-    .await
-    .map_err(unavailable)?;
+        (&*format!("'{ALL_DIRECTIONS}'"), "HAVING COUNT(*) > 0"),
+    ];
+    for (direction, grouping) in rows {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO call_buckets ({COLUMNS}) SELECT {}, {direction}, {MEASURES} \
+                 FROM calls WHERE ended_at IS NOT NULL AND ended_at >= {} AND ended_at < {} \
+                 {grouping}",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            [start.into(), from.into(), to.into()],
+        ))
+        .await
+        .map_err(unavailable)?;
+    }
     Ok(())
 }
 
