@@ -384,7 +384,7 @@ impl Store {
             return Ok(None);
         }
         let backend = self.backend();
-        let offset = offset_case(segments);
+        let offset = super::stats::offset_case(segments, "bucket_start");
         let local = format!("(bucket_start + {offset})");
         let mut keys = Vec::new();
         for dimension in &request.group_by {
@@ -496,26 +496,6 @@ fn quarter_hour_aligned(segments: &[OffsetSegment]) -> bool {
         s.offset_seconds.rem_euclid(BUCKET_SECONDS) == 0
             && (i == 0 || s.from.rem_euclid(BUCKET_SECONDS) == 0)
     })
-}
-
-fn offset_case(segments: &[OffsetSegment]) -> String {
-    match segments {
-        [] => "0".to_owned(),
-        [only] => only.offset_seconds.to_string(),
-        [first, rest @ ..] => {
-            let mut case = String::from("CASE");
-            let mut current = first.offset_seconds;
-            for segment in rest {
-                case.push_str(&format!(
-                    " WHEN bucket_start < {} THEN {current}",
-                    segment.from
-                ));
-                current = segment.offset_seconds;
-            }
-            case.push_str(&format!(" ELSE {current} END"));
-            case
-        }
-    }
 }
 
 /// `bucket_start` within the `endedAt` range, and the rows of the asked direction: the

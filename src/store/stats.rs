@@ -351,26 +351,35 @@ fn epoch_seconds(backend: DatabaseBackend) -> &'static str {
     }
 }
 
-/// The SQL of a call's time-bucket key (see [`crate::domain::stats`] for the keys).
-///
-/// This is the one place that decides how rows meet time buckets; a pre-aggregated bucket
-/// table would replace the queries that call it.
-pub fn time_bucket_key(backend: DatabaseBackend, period: Period, plan: &BucketPlan) -> String {
-    let epoch = epoch_seconds(backend);
-    let offset = match plan.segments.as_slice() {
+/// The zone's UTC offset, in seconds, at the instant `instant` (SQL giving epoch seconds): a
+/// `CASE` over the offset segments, or the constant when there is one.
+pub(super) fn offset_case(segments: &[OffsetSegment], instant: &str) -> String {
+    match segments {
         [] => "0".to_owned(),
         [only] => only.offset_seconds.to_string(),
         [first, rest @ ..] => {
             let mut case = String::from("CASE");
             let mut current = first.offset_seconds;
             for segment in rest {
-                case.push_str(&format!(" WHEN {epoch} < {} THEN {current}", segment.from));
+                case.push_str(&format!(
+                    " WHEN {instant} < {} THEN {current}",
+                    segment.from
+                ));
                 current = segment.offset_seconds;
             }
             case.push_str(&format!(" ELSE {current} END"));
             case
         }
-    };
+    }
+}
+
+/// The SQL of a call's time-bucket key (see [`crate::domain::stats`] for the keys).
+///
+/// This is the one place that decides how rows meet time buckets; a pre-aggregated bucket
+/// table would replace the queries that call it.
+pub fn time_bucket_key(backend: DatabaseBackend, period: Period, plan: &BucketPlan) -> String {
+    let epoch = epoch_seconds(backend);
+    let offset = offset_case(&plan.segments, epoch);
     let local = format!("({epoch} + {offset})");
     match period {
         Period::Hour => format!("({epoch} - ((({local} % 3600) + 3600) % 3600))"),
