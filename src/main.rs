@@ -123,10 +123,16 @@ async fn run_seed(
     let report = store
         .seed(calls, !without_events, calltrail::seed::generate(spec))
         .await?;
+    let phases: Vec<String> = report
+        .phases
+        .iter()
+        .map(|(name, took)| format!("{name} {:.1} s", took.as_secs_f64()))
+        .collect();
     println!(
-        "seeded {} calls in {:.1} s",
+        "seeded {} calls in {:.1} s ({})",
         report.calls,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        phases.join(", ")
     );
     Ok(())
 }

@@ -1,12 +1,17 @@
 //! Bulk loading of generated calls (`calltrail seed`): the rows ingestion would have written.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use chrono::Utc;
 use entity::{call, call_event};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, FromQueryResult,
-    PaginatorTrait, Statement, TransactionTrait,
+    PaginatorTrait, QueryTrait, Statement, TransactionTrait,
 };
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, Receiver};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 
 use super::calls::model_from_state;
 use super::{Store, internal, unavailable};
@@ -19,11 +24,19 @@ use crate::seed::SeedCall;
 const ROWS_PER_STATEMENT: usize = 500;
 /// Below this many calls into an empty table, indexes are kept and updated row by row.
 const REBUILD_INDEXES_FROM: u64 = 50_000;
+/// Connections loading at once into an emptied PostgreSQL table.
+const PG_BULK_LOADERS: usize = 2;
+/// The statements for one chunk of calls, or why they could not be built.
+type Batch = Result<Vec<Statement>, AppError>;
+/// SQLite page cache while loading rows, in KiB.
+const LOAD_CACHE_KIB: u32 = 256 * 1024;
 
-/// What a seed wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a seed wrote, and how long each phase took.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedReport {
     pub calls: u64,
+    /// `(phase, seconds)` in the order they ran: rows, indexes, rollup, analyze.
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -33,64 +46,165 @@ struct IndexDef {
 }
 
 impl Store {
-    /// Writes `calls` as concluded calls with their one event each (unless `with_events` is
-    /// false), in one transaction.
-    ///
-    /// Rows are built exactly as ingestion builds them (the event folded into the call
-    /// state, then `model_from_state`), so queries see what real traffic would have left.
-    /// Deliveries are not logged: these calls were never delivered. The `call_buckets` rollup
-    /// is rebuilt from `calls` afterwards. When loading at least
-    /// 50k calls into an empty `calls` table, its secondary indexes (and those of
-    /// `call_events`) are dropped first and rebuilt at the end, inside the same
-    /// transaction: building an index once is several times faster than growing it.
-    pub async fn seed(
+    /// When `total` calls are about to go into an empty `calls` table and they are many,
+    /// drops the secondary indexes of `calls` and `call_events` (committed) and returns
+    /// them, to be built once at the end; otherwise `None`.
+    async fn drop_indexes_for_bulk_load(
         &self,
         total: u64,
-        with_events: bool,
-        calls: impl Iterator<Item = SeedCall> + Send + 'static,
-    ) -> Result<SeedReport, AppError> {
-        let (chunks, mut incoming) = mpsc::channel::<Result<Chunk, AppError>>(4);
-        let producer = tokio::task::spawn_blocking(move || build_chunks(calls, &chunks));
-
+    ) -> Result<Option<Vec<IndexDef>>, AppError> {
         let txn = self.db.begin().await.map_err(unavailable)?;
         let empty = call::Entity::find()
             .count(&txn)
             .await
             .map_err(unavailable)?
             == 0;
-        let dropped = if empty && total >= REBUILD_INDEXES_FROM {
-            let mut defs = secondary_indexes(&txn, "calls").await?;
-            defs.extend(secondary_indexes(&txn, "call_events").await?);
-            for def in &defs {
-                execute(&txn, &format!("DROP INDEX {}", quoted(&def.name))).await?;
-            }
-            defs
-        } else {
-            Vec::new()
-        };
-        let mut written = 0u64;
-        while let Some(chunk) = incoming.recv().await {
-            let chunk = chunk?;
-            written += chunk.calls.len() as u64;
-            call::Entity::insert_many(chunk.calls)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(unavailable)?;
-            if with_events {
-                call_event::Entity::insert_many(chunk.events)
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(unavailable)?;
-            }
+        if !empty || total < REBUILD_INDEXES_FROM {
+            return Ok(None);
         }
-        producer
-            .await
-            .map_err(|e| AppError::Internal(format!("seed generator: {e}")))?;
-        for def in &dropped {
-            execute(&txn, &def.definition).await?;
+        let mut defs = secondary_indexes(&txn, "calls").await?;
+        defs.extend(secondary_indexes(&txn, "call_events").await?);
+        for def in &defs {
+            execute(&txn, &format!("DROP INDEX {}", quoted(&def.name))).await?;
         }
         txn.commit().await.map_err(unavailable)?;
+        Ok(Some(defs))
+    }
+
+    /// Executes the statements it takes from `incoming` in one transaction, until the
+    /// channel is empty and closed.
+    async fn load(&self, incoming: &Mutex<Receiver<Batch>>) -> Result<(), AppError> {
+        let txn = self.db.begin().await.map_err(unavailable)?;
+        let sqlite = !self.is_postgres();
+        if sqlite {
+            // A page cache big enough that pages being filled are not spilled to the log
+            // and read back before the transaction ends (the default is 2 MiB).
+            execute(&txn, &format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}")).await?;
+        }
+        loop {
+            let next = incoming.lock().await.recv().await;
+            let Some(statements) = next else { break };
+            for statement in statements? {
+                txn.execute_raw(statement).await.map_err(unavailable)?;
+            }
+        }
+        if sqlite {
+            execute(&txn, "PRAGMA cache_size = -2000").await?;
+        }
+        txn.commit().await.map_err(unavailable)
+    }
+
+    /// Builds the indexes `defs` in one transaction, each sorted once.
+    async fn create_indexes(&self, defs: &[IndexDef]) -> Result<(), AppError> {
+        if !self.is_postgres() {
+            // Index builds then read the table from the database file, not page by page
+            // from a log as large as the database (three times slower).
+            execute_on(self, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        }
+        let txn = self.db.begin().await.map_err(unavailable)?;
+        if self.is_postgres() {
+            // Sort in memory (the default is 64 MB).
+            execute(&txn, "SET LOCAL maintenance_work_mem = '512MB'").await?;
+        } else {
+            // Sort on two threads.
+            execute(&txn, "PRAGMA threads = 2").await?;
+        }
+        for def in defs {
+            execute(&txn, &def.definition).await?;
+        }
+        if !self.is_postgres() {
+            execute(&txn, "PRAGMA threads = 0").await?;
+        }
+        txn.commit().await.map_err(unavailable)
+    }
+
+    /// Writes `calls` as concluded calls with their one event each (unless `with_events` is
+    /// false).
+    ///
+    /// Rows are built exactly as ingestion builds them (the event folded into the call
+    /// state, then `model_from_state`), so queries see what real traffic would have left.
+    /// Deliveries are not logged: these calls were never delivered. The `call_buckets` rollup
+    /// is rebuilt from `calls` afterwards.
+    ///
+    /// Into a table that already holds calls, or fewer than 50k calls, the rows go in one
+    /// transaction. At least 50k calls into an empty `calls` table are a bulk load: the
+    /// secondary indexes of `calls` and `call_events` are dropped first and built once the
+    /// rows are committed (building an index once is several times faster than growing it
+    /// row by row, and on SQLite building it from the database file is three times faster
+    /// than from inside the loading transaction), and PostgreSQL loads on two connections
+    /// at once. If a bulk load fails, the loaded rows are deleted and the indexes recreated,
+    /// leaving the tables as they were found; a process killed in the middle of one leaves
+    /// a partial load (seed a fresh database again).
+    pub async fn seed(
+        &self,
+        total: u64,
+        with_events: bool,
+        calls: impl Iterator<Item = SeedCall> + Send + 'static,
+    ) -> Result<SeedReport, AppError> {
+        let mut phases = Vec::new();
+        let mut clock = Instant::now();
+        let mut lap = |phases: &mut Vec<(&'static str, Duration)>, name: &'static str| {
+            phases.push((name, clock.elapsed()));
+            clock = Instant::now();
+        };
+        let backend = self.backend();
+        let (chunks, incoming) = mpsc::channel::<Batch>(4);
+        let producer = tokio::task::spawn_blocking(move || {
+            build_statements(calls, backend, with_events, &chunks)
+        });
+
+        let dropped = self.drop_indexes_for_bulk_load(total).await?;
+        // One transaction unless indexes were dropped (an empty table): PostgreSQL then
+        // loads on two connections at once, each in its own transaction.
+        let loaders = if dropped.is_some() && self.is_postgres() {
+            PG_BULK_LOADERS
+        } else {
+            1
+        };
+        let incoming = Arc::new(Mutex::new(incoming));
+        let mut running = JoinSet::new();
+        for _ in 0..loaders {
+            let (store, incoming) = (self.clone(), Arc::clone(&incoming));
+            running.spawn(async move { store.load(&incoming).await });
+        }
+        let mut loaded = Ok(());
+        while let Some(done) = running.join_next().await {
+            let done = done
+                .map_err(|e| AppError::Internal(format!("seed loader: {e}")))
+                .and_then(|r| r);
+            if let (Ok(()), Err(e)) = (&loaded, done) {
+                loaded = Err(e);
+                // Stop the generator and the other loaders.
+                incoming.lock().await.close();
+            }
+        }
+        let written = producer
+            .await
+            .map_err(|e| AppError::Internal(format!("seed generator: {e}")))?;
+        lap(&mut phases, "rows");
+        match dropped {
+            None => loaded?,
+            Some(dropped) => {
+                let built = match loaded {
+                    Ok(()) => self.create_indexes(&dropped).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = built {
+                    // Leave the tables as they were found: empty, with their indexes.
+                    let txn = self.db.begin().await.map_err(unavailable)?;
+                    execute(&txn, "DELETE FROM call_events").await?;
+                    execute(&txn, "DELETE FROM calls").await?;
+                    for def in &dropped {
+                        execute(&txn, &def.definition).await?;
+                    }
+                    txn.commit().await.map_err(unavailable)?;
+                    return Err(e);
+                }
+            }
+        }
+        lap(&mut phases, "indexes");
         self.rebuild_rollup().await?;
+        lap(&mut phases, "rollup");
         if self.is_postgres() {
             execute_on(self, "ANALYZE calls").await?;
             execute_on(self, "ANALYZE call_events").await?;
@@ -101,74 +215,96 @@ impl Store {
             // not search a log as large as the database.
             execute_on(self, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
         }
-        Ok(SeedReport { calls: written })
+        lap(&mut phases, "analyze");
+        Ok(SeedReport {
+            calls: written,
+            phases,
+        })
     }
 }
 
-struct Chunk {
-    calls: Vec<call::ActiveModel>,
-    events: Vec<call_event::ActiveModel>,
-}
-
-/// Runs on a blocking thread: generation and folding overlap with the inserts.
-fn build_chunks(
+/// Runs on a blocking thread: generates, folds and builds the INSERT statements (values
+/// bound), so that building the next statements overlaps with executing the last ones.
+/// Returns how many calls it generated.
+fn build_statements(
     calls: impl Iterator<Item = SeedCall>,
-    out: &mpsc::Sender<Result<Chunk, AppError>>,
-) {
+    backend: DatabaseBackend,
+    with_events: bool,
+    out: &mpsc::Sender<Batch>,
+) -> u64 {
     let now = Utc::now();
-    let mut chunk = Chunk {
-        calls: Vec::with_capacity(ROWS_PER_STATEMENT),
-        events: Vec::with_capacity(ROWS_PER_STATEMENT),
-    };
-    for (n, seeded) in calls.enumerate() {
-        let received_at = seeded.event.fields.ended_at.unwrap_or(now);
-        let fingerprint = seeded.event.fingerprint();
-        let fields = match serde_json::to_string(&seeded.event.fields) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = out.blocking_send(Err(AppError::Internal(e.to_string())));
-                return;
-            }
-        };
-        let applied = AppliedEvent {
-            seq: n as i64 + 1,
-            event: seeded.event,
-            fingerprint,
-            received_at,
-            content_type: "application/json".into(),
-            raw_payload: seeded.payload,
-        };
-        let Some(state) = fold(std::slice::from_ref(&applied)) else {
-            continue;
-        };
-        chunk.events.push(call_event::ActiveModel {
-            call_id: Set(applied.event.call_id.clone()),
-            fingerprint: Set(applied.fingerprint),
-            event: Set(applied.event.kind.as_wire().to_owned()),
-            rank: Set(applied.event.rank()),
-            fields: Set(fields),
-            received_at: Set(received_at),
-            content_type: Set(applied.content_type),
-            raw_payload: Set(applied.raw_payload),
-            ..Default::default()
-        });
-        chunk.calls.push(model_from_state(&state, 1, received_at));
-        if chunk.calls.len() == ROWS_PER_STATEMENT {
-            let full = std::mem::replace(
-                &mut chunk,
-                Chunk {
-                    calls: Vec::with_capacity(ROWS_PER_STATEMENT),
-                    events: Vec::with_capacity(ROWS_PER_STATEMENT),
-                },
-            );
-            if out.blocking_send(Ok(full)).is_err() {
-                return;
+    let mut generated = 0u64;
+    let mut seq = 0u64;
+    let mut rows = Vec::with_capacity(ROWS_PER_STATEMENT);
+    let mut events = Vec::with_capacity(ROWS_PER_STATEMENT);
+    let mut calls = calls.peekable();
+    while calls.peek().is_some() {
+        for seeded in calls.by_ref().take(ROWS_PER_STATEMENT) {
+            seq += 1;
+            match seeded_rows(seeded, seq, now) {
+                Ok(Some((row, event))) => {
+                    rows.push(row);
+                    events.push(event);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = out.blocking_send(Err(e));
+                    return generated;
+                }
             }
         }
+        generated += rows.len() as u64;
+        let mut statements = Vec::with_capacity(2);
+        if !rows.is_empty() {
+            statements.push(call::Entity::insert_many(rows.drain(..)).build(backend));
+        }
+        if with_events && !events.is_empty() {
+            statements.push(call_event::Entity::insert_many(events.drain(..)).build(backend));
+        }
+        events.clear();
+        if out.blocking_send(Ok(statements)).is_err() {
+            return generated;
+        }
     }
-    if !chunk.calls.is_empty() {
-        let _ = out.blocking_send(Ok(chunk));
-    }
+    generated
+}
+
+/// The `calls` row and the `call_events` row ingestion would have written for `seeded`
+/// as the `seq`th event; `None` when the event folds into no call.
+fn seeded_rows(
+    seeded: SeedCall,
+    seq: u64,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<(call::ActiveModel, call_event::ActiveModel)>, AppError> {
+    let received_at = seeded.event.fields.ended_at.unwrap_or(now);
+    let fingerprint = seeded.event.fingerprint();
+    let fields = serde_json::to_string(&seeded.event.fields)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let applied = AppliedEvent {
+        seq: seq as i64,
+        event: seeded.event,
+        fingerprint,
+        received_at,
+        content_type: "application/json".into(),
+        raw_payload: seeded.payload,
+    };
+    let Some(state) = fold(std::slice::from_ref(&applied)) else {
+        return Ok(None);
+    };
+    let row = model_from_state(&state, 1, received_at);
+    let rank = applied.event.rank();
+    let event = call_event::ActiveModel {
+        event: Set(applied.event.kind.as_wire().to_owned()),
+        call_id: Set(applied.event.call_id),
+        fingerprint: Set(applied.fingerprint),
+        rank: Set(rank),
+        fields: Set(fields),
+        received_at: Set(received_at),
+        content_type: Set(applied.content_type),
+        raw_payload: Set(applied.raw_payload),
+        ..Default::default()
+    };
+    Ok(Some((row, event)))
 }
 
 /// The table's indexes other than its primary key and unique constraints, with the SQL
