@@ -11,7 +11,7 @@ use sea_orm::{
 use super::filter::condition;
 use super::{Store, internal, unavailable};
 use crate::domain::call::CallRevision;
-use crate::domain::filter::{Cursor, CursorKey};
+use crate::domain::filter::{Cursor, CursorKey, CursorPrefix};
 use crate::domain::lifecycle::CallState;
 use crate::domain::phone;
 use crate::domain::{
@@ -122,17 +122,11 @@ impl Store {
         if backward {
             rows.reverse();
         }
-        let filter_print = filter.fingerprint();
+        let prefix = CursorPrefix::new(&order, filter);
         let items = rows
             .into_iter()
             .map(|m| {
-                let cursor = Cursor {
-                    order: order.label(),
-                    filter: filter_print.clone(),
-                    key: cursor_key(&m, order.field),
-                    id: m.id,
-                }
-                .encode();
+                let cursor = prefix.encode(&cursor_key(&m, order.field), m.id);
                 call_from_model(m).map(|c| (c, cursor))
             })
             .collect::<Result<Vec<_>, _>>()?;

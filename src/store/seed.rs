@@ -9,8 +9,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, FromQueryResult,
     PaginatorTrait, QueryTrait, Statement, TransactionTrait,
 };
-use tokio::sync::mpsc::{self, Receiver};
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::{self, Receiver};
 use tokio::task::JoinSet;
 
 use super::calls::model_from_state;
