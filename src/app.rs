@@ -32,7 +32,7 @@ pub fn router(store: Store, settings: &Settings) -> Router {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
         ingestor: Ingestor::start(store.clone(), settings.write_batches),
     };
-    let schema = graphql::schema(
+    let api = graphql::Api::new(
         store.clone(),
         Limits {
             max_page_size: settings.max_page_size,
@@ -52,7 +52,7 @@ pub fn router(store: Store, settings: &Settings) -> Router {
                 .fallback(webhook::method_not_allowed),
         )
         .layer(RequestBodyLimitLayer::new(MAX_GRAPHQL_BODY_BYTES))
-        .with_state(schema);
+        .with_state(api);
     Router::new()
         .route("/health", get(health))
         .with_state(store)

@@ -127,7 +127,12 @@ async fn run_seed(
         end: chrono::Utc::now(),
     };
     let report = store
-        .seed(calls, !without_events, calltrail::seed::generate(spec))
+        .seed(
+            calls,
+            calltrail::store::seed::BULK_LOAD_FROM,
+            !without_events,
+            calltrail::seed::generate(spec),
+        )
         .await?;
     let phases: Vec<String> = report
         .phases

@@ -139,7 +139,7 @@ pub enum CursorKey {
 /// A position in one ordered, filtered list: valid only with that ordering and filter.
 ///
 /// On the wire it is base64url (no padding) of `2|ORDER|FILTER|KEY|ID`: the ordering's
-/// label, the filter's fingerprint, the sort key (`t` and microseconds since the epoch,
+/// label, the filter's fingerprint, the sort key (`t` and seconds.nanoseconds since the epoch,
 /// `i` and an integer, or `n` for none) and the storage id. Opaque to clients; the
 /// leading version lets the format change without misreading old cursors.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,8 +207,15 @@ impl Cursor {
         let filter = parts.next()?.to_owned();
         let key = parts.next()?;
         let key = match key.split_at_checked(1)? {
-            ("t", micros) => {
-                CursorKey::Time(DateTime::from_timestamp_micros(micros.parse().ok()?)?)
+            ("t", instant) => {
+                let (seconds, nanos) = instant.split_once('.')?;
+                if nanos.len() != 9 {
+                    return None;
+                }
+                CursorKey::Time(DateTime::from_timestamp(
+                    seconds.parse().ok()?,
+                    nanos.parse().ok()?,
+                )?)
             }
             ("i", value) => CursorKey::Int(value.parse().ok()?),
             ("n", "") => CursorKey::Null,
@@ -247,7 +254,12 @@ impl CursorPrefix {
         let mut text = String::with_capacity(self.0.len() + 40);
         text.push_str(&self.0);
         let _ = match key {
-            CursorKey::Time(t) => write!(text, "t{}|{id}", t.timestamp_micros()),
+            CursorKey::Time(t) => write!(
+                text,
+                "t{}.{:09}|{id}",
+                t.timestamp(),
+                t.timestamp_subsec_nanos()
+            ),
             CursorKey::Int(v) => write!(text, "i{v}|{id}"),
             CursorKey::Null => write!(text, "n|{id}"),
         };
@@ -265,8 +277,14 @@ mod tests {
 
     #[test]
     fn cursors_read_back_exactly_what_was_written() {
-        let time = DateTime::from_timestamp_micros(1_764_201_600_123_456).expect("instant");
-        for key in [CursorKey::Time(time), CursorKey::Int(-42), CursorKey::Null] {
+        let time = DateTime::from_timestamp(1_764_201_600, 123_456_789).expect("instant");
+        let before_1970 = DateTime::from_timestamp(-86_401, 5).expect("instant");
+        for key in [
+            CursorKey::Time(time),
+            CursorKey::Time(before_1970),
+            CursorKey::Int(-42),
+            CursorKey::Null,
+        ] {
             let prefix = CursorPrefix::new(&CallOrder::default(), &CallFilter::default());
             let cursor = decode(&prefix.encode(&key, 9_007_199_254_740_993)).expect("valid");
             assert_eq!(cursor.key, key);
@@ -289,6 +307,8 @@ mod tests {
             format!("2|{order}|{filter}|x5|7"),
             format!("2|{order}|{filter}|n5|7"),
             format!("2|{order}|{filter}|tnope|7"),
+            format!("2|{order}|{filter}|t5|7"),
+            format!("2|{order}|{filter}|t5.1|7"),
             format!("2|{order}|{filter}||7"),
             format!(r#"{{"order":"{order}","filter":"{filter}","key":{{"Int":5}},"id":7}}"#),
         ] {

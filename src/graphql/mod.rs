@@ -1,9 +1,12 @@
 //! The GraphQL API: the only module that speaks async-graphql.
+mod documents;
 mod inputs;
 mod query;
 mod scalars;
 mod stats;
 mod types;
+
+use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema, ServerError};
@@ -13,6 +16,7 @@ use axum::response::{Html, IntoResponse};
 
 use crate::error::AppError;
 use crate::store::Store;
+use documents::Documents;
 pub use query::Query;
 
 /// The calltrail schema.
@@ -29,14 +33,27 @@ pub struct Limits {
     pub max_page_size: u64,
 }
 
-/// The schema with its data: the store and the limits.
-pub fn schema(store: Store, limits: Limits) -> CallSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
-        .data(store)
-        .data(limits)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .finish()
+/// What `/graphql` serves: the schema with its data (the store and the limits), and the
+/// documents parsed so far.
+#[derive(Clone)]
+pub struct Api {
+    schema: CallSchema,
+    documents: Arc<Documents>,
+}
+
+impl Api {
+    pub fn new(store: Store, limits: Limits) -> Api {
+        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .data(store)
+            .data(limits)
+            .limit_depth(MAX_DEPTH)
+            .limit_complexity(MAX_COMPLEXITY)
+            .finish();
+        Api {
+            schema,
+            documents: Arc::default(),
+        }
+    }
 }
 
 /// The schema's SDL, as `schema.graphql` holds it.
@@ -47,8 +64,10 @@ pub fn sdl() -> String {
 }
 
 /// `POST /graphql`: one operation per request (batches are refused by the extractor).
-pub async fn execute(State(schema): State<CallSchema>, request: GraphQLRequest) -> GraphQLResponse {
-    let mut response = schema.execute(request.into_inner()).await;
+pub async fn execute(State(api): State<Api>, request: GraphQLRequest) -> GraphQLResponse {
+    let mut request = request.into_inner();
+    api.documents.prepare(&mut request);
+    let mut response = api.schema.execute(request).await;
     for error in &mut response.errors {
         ensure_code(error);
     }

@@ -22,8 +22,9 @@ use crate::seed::SeedCall;
 
 /// Calls per multi-row INSERT: 500 rows × 33 columns stays under SQLite's 32 766 parameters.
 const ROWS_PER_STATEMENT: usize = 500;
-/// Below this many calls into an empty table, indexes are kept and updated row by row.
-const REBUILD_INDEXES_FROM: u64 = 50_000;
+/// Calls into an empty table from which [`Store::seed`] is told to load them in bulk by
+/// `calltrail seed`: below it, indexes are kept and updated row by row.
+pub const BULK_LOAD_FROM: u64 = 50_000;
 /// Connections loading at once into an emptied PostgreSQL table.
 const PG_BULK_LOADERS: usize = 2;
 /// The statements for one chunk of calls, or why they could not be built.
@@ -46,12 +47,14 @@ struct IndexDef {
 }
 
 impl Store {
-    /// When `total` calls are about to go into an empty `calls` table and they are many,
+    /// When `total` calls are about to go into an empty `calls` table and they are at least
+    /// `bulk_from`,
     /// drops the secondary indexes of `calls` and `call_events` (committed) and returns
     /// them, to be built once at the end; otherwise `None`.
     async fn drop_indexes_for_bulk_load(
         &self,
         total: u64,
+        bulk_from: u64,
     ) -> Result<Option<Vec<IndexDef>>, AppError> {
         let txn = self.db.begin().await.map_err(unavailable)?;
         let empty = call::Entity::find()
@@ -59,7 +62,7 @@ impl Store {
             .await
             .map_err(unavailable)?
             == 0;
-        if !empty || total < REBUILD_INDEXES_FROM {
+        if !empty || total < bulk_from {
             return Ok(None);
         }
         let mut defs = secondary_indexes(&txn, "calls").await?;
@@ -126,8 +129,9 @@ impl Store {
     /// Deliveries are not logged: these calls were never delivered. The `call_buckets` rollup
     /// is rebuilt from `calls` afterwards.
     ///
-    /// Into a table that already holds calls, or fewer than 50k calls, the rows go in one
-    /// transaction. At least 50k calls into an empty `calls` table are a bulk load: the
+    /// Into a table that already holds calls, or fewer than `bulk_from` calls (`calltrail
+    /// seed` uses [`BULK_LOAD_FROM`]), the rows go in one transaction. At least `bulk_from`
+    /// calls into an empty `calls` table are a bulk load: the
     /// secondary indexes of `calls` and `call_events` are dropped first and built once the
     /// rows are committed (building an index once is several times faster than growing it
     /// row by row, and on SQLite building it from the database file is three times faster
@@ -138,6 +142,7 @@ impl Store {
     pub async fn seed(
         &self,
         total: u64,
+        bulk_from: u64,
         with_events: bool,
         calls: impl Iterator<Item = SeedCall> + Send + 'static,
     ) -> Result<SeedReport, AppError> {
@@ -153,7 +158,7 @@ impl Store {
             build_statements(calls, backend, with_events, &chunks)
         });
 
-        let dropped = self.drop_indexes_for_bulk_load(total).await?;
+        let dropped = self.drop_indexes_for_bulk_load(total, bulk_from).await?;
         // One transaction unless indexes were dropped (an empty table): PostgreSQL then
         // loads on two connections at once, each in its own transaction.
         let loaders = if dropped.is_some() && self.is_postgres() {
