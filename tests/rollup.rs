@@ -337,3 +337,30 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
+    for backend in backends() {
+        let name = backend.name();
+        let database = TestDatabase::create(&backend).await;
+        let url = database.url.clone();
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let migrated = indexes(&url, &backend).await;
+        let spec = SeedSpec {
+            calls: 3_000,
+            seed: 5,
+            end: "2026-03-10T00:00:00Z".parse().expect("instant"),
+        };
+        // The 2 001st call repeats the 11th call's id: the load fails part-way, after rows
+        // (on PostgreSQL, in either loader's transaction) were written.
+        let mut calls: Vec<_> = seed::generate(spec).collect();
+        calls[2_000] = calls[10].clone();
+        let result = store.seed(3_000, 0, true, calls.into_iter()).await;
+        assert!(result.is_err(), "[{name}] a repeated call id was loaded");
+        assert_eq!(counts(&url).await, (0, 0), "[{name}]");
+        assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");
+        assert!(rollup(&url).await.is_empty(), "[{name}]");
+        store.close().await;
+    }
+}
