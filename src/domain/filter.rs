@@ -209,7 +209,9 @@ impl Cursor {
         let key = match key.split_at_checked(1)? {
             ("t", instant) => {
                 let (seconds, nanos) = instant.split_once('.')?;
-                if nanos.len() != 9 {
+                // Nine digits, or ten within a leap second (chrono counts it as nanoseconds
+                // 1e9 to 2e9 of the second before).
+                if !(9..=10).contains(&nanos.len()) {
                     return None;
                 }
                 CursorKey::Time(DateTime::from_timestamp(
@@ -279,9 +281,14 @@ mod tests {
     fn cursors_read_back_exactly_what_was_written() {
         let time = DateTime::from_timestamp(1_764_201_600, 123_456_789).expect("instant");
         let before_1970 = DateTime::from_timestamp(-86_401, 5).expect("instant");
+        let leap_second = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .expect("leap second")
+            .and_utc();
         for key in [
             CursorKey::Time(time),
             CursorKey::Time(before_1970),
+            CursorKey::Time(leap_second),
             CursorKey::Int(-42),
             CursorKey::Null,
         ] {

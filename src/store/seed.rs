@@ -47,8 +47,7 @@ struct IndexDef {
 }
 
 impl Store {
-    /// When `total` calls are about to go into an empty `calls` table and they are at least
-    /// `bulk_from`,
+    /// When `total` calls, at least `bulk_from`, are about to go into an empty `calls` table,
     /// drops the secondary indexes of `calls` and `call_events` (committed) and returns
     /// them, to be built once at the end; otherwise `None`.
     async fn drop_indexes_for_bulk_load(
@@ -131,9 +130,8 @@ impl Store {
     ///
     /// Into a table that already holds calls, or fewer than `bulk_from` calls (`calltrail
     /// seed` uses [`BULK_LOAD_FROM`]), the rows go in one transaction. At least `bulk_from`
-    /// calls into an empty `calls` table are a bulk load: the
-    /// secondary indexes of `calls` and `call_events` are dropped first and built once the
-    /// rows are committed (building an index once is several times faster than growing it
+    /// calls into an empty `calls` table are a bulk load: the secondary indexes of `calls`
+    /// and `call_events` are dropped first and built once the rows are committed (building an index once is several times faster than growing it
     /// row by row, and on SQLite building it from the database file is three times faster
     /// than from inside the loading transaction), and PostgreSQL loads on two connections
     /// at once. If a bulk load fails, the loaded rows are deleted and the indexes recreated,
