@@ -9,10 +9,11 @@ use async_graphql::{Request, parser};
 /// Most documents kept. When full, the cache starts again empty: clients that send
 /// endlessly varied texts (values inlined instead of passed as variables) only pay the
 /// parse they would have paid anyway.
-const CAPACITY: usize = 256;
+const CAPACITY: usize = 128;
 /// Longer texts are parsed every time (the body limit is 64 KiB; typical queries are
-/// well under 2 KiB).
-const LONGEST: usize = 8 * 1024;
+/// well under 2 KiB). With [`CAPACITY`], this bounds what the cache can hold to a few MiB
+/// whatever clients send.
+const LONGEST: usize = 4 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Documents {
