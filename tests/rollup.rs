@@ -276,6 +276,22 @@ async fn indexes(url: &str, backend: &Backend) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `calls` generated calls from `seed`, ending before 10 March 2026.
+fn generated(calls: u64, seed: u64) -> Vec<seed::SeedCall> {
+    let end = "2026-03-10T00:00:00Z".parse().expect("instant");
+    seed::generate(SeedSpec { calls, seed, end }).collect()
+}
+
+/// A fresh, migrated database of `backend`, its store, and the indexes migrations made.
+async fn migrated(backend: &Backend) -> (TestDatabase, Store, Vec<(String, String)>) {
+    let database = TestDatabase::create(backend).await;
+    let store = Store::connect(&database.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let made = indexes(&database.url, backend).await;
+    assert!(made.len() >= 10, "[{}] {made:?}", backend.name());
+    (database, store, made)
+}
+
 async fn counts(url: &str) -> (u64, u64) {
     let db = Database::connect(url).await.expect("connect");
     let calls = call::Entity::find().count(&db).await.expect("calls");
@@ -288,23 +304,13 @@ async fn counts(url: &str) -> (u64, u64) {
 async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
     for backend in backends() {
         let name = backend.name();
-        let database = TestDatabase::create(&backend).await;
+        let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let migrated = indexes(&url, &backend).await;
-        assert!(migrated.len() >= 10, "[{name}] {migrated:?}");
-        let end: DateTime<Utc> = "2026-03-10T00:00:00Z".parse().expect("instant");
 
         // An empty table and a bulk load (bulk from 0 calls here; 50k for `calltrail
         // seed`): indexes dropped and built again, two loaders on PostgreSQL.
-        let spec = SeedSpec {
-            calls: 3_000,
-            seed: 3,
-            end,
-        };
         let report = store
-            .seed(3_000, 0, true, seed::generate(spec))
+            .seed(3_000, 0, true, generated(3_000, 3).into_iter())
             .await
             .expect("bulk seed");
         assert_eq!(report.calls, 3_000, "[{name}]");
@@ -317,13 +323,8 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
         assert_eq!(buckets, aggregated_from_calls(&url).await, "[{name}]");
 
         // Into a table that holds calls: one transaction, the indexes kept as they are.
-        let spec = SeedSpec {
-            calls: 700,
-            seed: 4,
-            end,
-        };
         let report = store
-            .seed(700, 0, false, seed::generate(spec))
+            .seed(700, 0, false, generated(700, 4).into_iter())
             .await
             .expect("second seed");
         assert_eq!(report.calls, 700, "[{name}]");
@@ -342,19 +343,11 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
 async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
     for backend in backends() {
         let name = backend.name();
-        let database = TestDatabase::create(&backend).await;
+        let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let migrated = indexes(&url, &backend).await;
-        let spec = SeedSpec {
-            calls: 3_000,
-            seed: 5,
-            end: "2026-03-10T00:00:00Z".parse().expect("instant"),
-        };
         // The 2 001st call repeats the 11th call's id: the load fails part-way, after rows
         // (on PostgreSQL, in either loader's transaction) were written.
-        let mut calls: Vec<_> = seed::generate(spec).collect();
+        let mut calls = generated(3_000, 5);
         calls[2_000] = calls[10].clone();
         let result = store.seed(3_000, 0, true, calls.into_iter()).await;
         assert!(result.is_err(), "[{name}] a repeated call id was loaded");

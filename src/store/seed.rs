@@ -108,6 +108,7 @@ impl Store {
             // Sort in memory (the default is 64 MB).
             execute(&txn, "SET LOCAL maintenance_work_mem = '512MB'").await?;
         } else {
+            read_schema(&txn).await?;
             // Sort on two threads.
             execute(&txn, "PRAGMA threads = 2").await?;
         }
@@ -195,6 +196,7 @@ impl Store {
                 if let Err(e) = built {
                     // Leave the tables as they were found: empty, with their indexes.
                     let txn = self.db.begin().await.map_err(unavailable)?;
+                    read_schema(&txn).await?;
                     execute(&txn, "DELETE FROM call_events").await?;
                     execute(&txn, "DELETE FROM calls").await?;
                     for def in &dropped {
@@ -332,6 +334,19 @@ async fn secondary_indexes(
         .all(txn)
         .await
         .map_err(internal)
+}
+
+/// SQLite: brings this connection's copy of the schema up to date before `CREATE INDEX`.
+///
+/// The indexes were dropped on another pooled connection, and SQLite compiles `CREATE
+/// INDEX` against the copy it holds without checking it first, so a connection last used
+/// before the drop fails with "index … already exists" (a test saw this one run in four).
+/// Any statement that reads the database checks the schema and reloads it.
+async fn read_schema(txn: &DatabaseTransaction) -> Result<(), AppError> {
+    if txn.get_database_backend() == DatabaseBackend::Sqlite {
+        execute(txn, "SELECT count(*) FROM sqlite_master").await?;
+    }
+    Ok(())
 }
 
 fn quoted(name: &str) -> String {
