@@ -4,6 +4,7 @@
 //! calls and deliveries that change no call are written with one multi-row statement per table.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::calls::{call_from_model, model_from_state};
-use super::{Store, pow2_chunks, rollup, unavailable};
+use super::{Store, bulk, pow2_chunks, rollup, unavailable};
 use crate::domain::lifecycle::{AppliedEvent, fold};
 use crate::domain::{CallEvent, EventKind};
 use crate::error::AppError;
@@ -109,6 +110,25 @@ struct Job {
 #[derive(Clone, Debug)]
 pub struct Ingestor {
     jobs: mpsc::Sender<Job>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions that committed a batch of deliveries together.
+    pub batches_committed: u64,
+    /// The most deliveries committed in one transaction.
+    pub largest_batch: u64,
+    /// Batches that failed as a whole and were retried delivery by delivery.
+    pub batches_retried_one_by_one: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    batches_committed: AtomicU64,
+    largest_batch: AtomicU64,
+    batches_retried_one_by_one: AtomicU64,
 }
 
 impl Ingestor {
@@ -125,8 +145,19 @@ impl Ingestor {
             1
         };
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_loop(store, queue, batches));
-        Ingestor { jobs }
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(write_loop(store, queue, batches, counters.clone()));
+        Ingestor { jobs, counters }
+    }
+
+    /// What the writer has done since it started.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        WriterStats {
+            batches_committed: c.batches_committed.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            batches_retried_one_by_one: c.batches_retried_one_by_one.load(Ordering::Relaxed),
+        }
     }
 
     /// Logs and applies one delivery; returns once it is committed.
@@ -142,7 +173,12 @@ impl Ingestor {
     }
 }
 
-async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>, batches: usize) {
+async fn write_loop(
+    store: Store,
+    mut queue: mpsc::Receiver<Job>,
+    batches: usize,
+    counters: Arc<Counters>,
+) {
     let slots = Arc::new(Semaphore::new(batches));
     loop {
         // A slot first: deliveries arriving while every slot is busy wait in the queue and
@@ -163,8 +199,10 @@ async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>, batches: usize
         // A bug that panics while committing must cost only its batch (answered 503, nothing
         // acknowledged), never the writer itself.
         let store = store.clone();
+        let counters = counters.clone();
         tokio::spawn(async move {
-            let committed = tokio::spawn(async move { commit_batch(&store, batch).await });
+            let committed =
+                tokio::spawn(async move { commit_batch(&store, batch, &counters).await });
             if let Err(e) = committed.await {
                 tracing::error!(error = %e, "a batch commit panicked; its deliveries were answered 503");
             }
@@ -176,10 +214,13 @@ async fn write_loop(store: Store, mut queue: mpsc::Receiver<Job>, batches: usize
 /// Commits a batch in one transaction. If the database cannot even be reached, every job is
 /// answered unavailable at once; if one delivery made the transaction fail, each job is retried
 /// alone so that delivery cannot take the others down with it.
-async fn commit_batch(store: &Store, batch: Vec<Job>) {
+async fn commit_batch(store: &Store, batch: Vec<Job>, counters: &Counters) {
     let incomings: Vec<&Incoming> = batch.iter().map(|j| &j.incoming).collect();
     match apply_in_transaction(store, &incomings).await {
         Ok(receipts) => {
+            counters.batches_committed.fetch_add(1, Ordering::Relaxed);
+            let size = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+            counters.largest_batch.fetch_max(size, Ordering::Relaxed);
             for (job, receipt) in batch.into_iter().zip(receipts) {
                 let _ = job.reply.send(Ok(receipt));
             }
@@ -191,6 +232,9 @@ async fn commit_batch(store: &Store, batch: Vec<Job>) {
         }
         Err(failure) => {
             tracing::warn!(error = %failure.error, size = batch.len(), "batch failed; retrying one by one");
+            counters
+                .batches_retried_one_by_one
+                .fetch_add(1, Ordering::Relaxed);
             let mut unreachable: Option<AppError> = None;
             for job in batch {
                 if let Some(error) = &unreachable {
@@ -356,7 +400,11 @@ async fn apply_batch(
         .filter(|(_, n)| **n == 1)
         .map(|(id, _)| *id)
         .collect();
-    let stored = existing_calls(txn, &alone).await?;
+    let stored = if txn.get_database_backend() == DatabaseBackend::Postgres {
+        bulk::existing_calls(txn, &alone).await?
+    } else {
+        existing_calls(txn, &alone).await?
+    };
 
     let now = Utc::now();
     let mut later = Vec::new();
@@ -403,43 +451,20 @@ async fn apply_batch(
         logged.push((index, summary));
     }
 
-    let mut inserted = 0;
-    for chunk in pow2_chunks(&events, rows_per_statement::<call_event::Entity>()) {
-        inserted += call_event::Entity::insert_many(chunk.iter().cloned())
-            .on_conflict(
-                OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await
-            .map_err(unavailable)?;
-    }
-    if usize::try_from(inserted).ok() != Some(events.len()) {
-        return Err(AppError::Internal(format!(
-            "only {inserted} of the events of {} new calls were new",
-            events.len()
-        )));
-    }
-    for chunk in pow2_chunks(&calls, rows_per_statement::<call::Entity>()) {
-        call::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(txn)
-            .await
-            .map_err(unavailable)?;
-    }
-
     let rows: Vec<delivery::ActiveModel> = logged
         .iter()
         .map(|(index, summary)| delivery_row(incomings[*index], summary))
         .collect();
-    let mut ids = Vec::with_capacity(rows.len());
-    for chunk in pow2_chunks(&rows, rows_per_statement::<delivery::Entity>()) {
-        ids.extend(log_many(txn, chunk).await?);
-    }
-    // The rollup rows of the current quarter hour are the ones every concurrent batch writes:
-    // updated last, so a batch holds their locks only from here to its commit. Before the
-    // per-delivery rest, whose bucket recomputes read `calls` and must find these counted.
-    rollup::record_new_calls(txn, &calls).await?;
+    let ids = if rows.is_empty() {
+        Vec::new()
+    } else if txn.get_database_backend() == DatabaseBackend::Postgres {
+        let written =
+            bulk::write_new(txn, &events, &calls, &rows, rollup::new_call_sums(&calls)).await?;
+        all_events_new(written.events_inserted, events.len())?;
+        ids_in_row_order(&rows, written.deliveries)?
+    } else {
+        write_new_sqlite(txn, &events, &calls, &rows).await?
+    };
 
     let mut receipts: Vec<Option<Receipt>> = vec![None; incomings.len()];
     for ((index, summary), delivery_id) in logged.into_iter().zip(ids) {
@@ -484,12 +509,56 @@ async fn existing_calls(
     Ok(found)
 }
 
+/// SQLite's write of a batch's new rows: multi-row statements, in power-of-two chunks.
+/// Returns the log rows' ids in the order of `rows`.
+async fn write_new_sqlite(
+    txn: &DatabaseTransaction,
+    events: &[call_event::ActiveModel],
+    calls: &[call::ActiveModel],
+    rows: &[delivery::ActiveModel],
+) -> Result<Vec<i64>, AppError> {
+    let mut inserted = 0;
+    for chunk in pow2_chunks(events, rows_per_statement::<call_event::Entity>()) {
+        inserted += call_event::Entity::insert_many(chunk.iter().cloned())
+            .on_conflict(
+                OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await
+            .map_err(unavailable)?;
+    }
+    all_events_new(inserted, events.len())?;
+    for chunk in pow2_chunks(calls, rows_per_statement::<call::Entity>()) {
+        call::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(txn)
+            .await
+            .map_err(unavailable)?;
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in pow2_chunks(rows, rows_per_statement::<delivery::Entity>()) {
+        ids.extend(log_many(txn, chunk).await?);
+    }
+    // The rollup rows of the current quarter hour are the ones every concurrent batch writes:
+    // updated last, so a batch holds their locks only from here to its commit. Before the
+    // per-delivery rest, whose bucket recomputes read `calls` and must find these counted.
+    rollup::record_new_calls(txn, calls).await?;
+    Ok(ids)
+}
+
+/// A batch's new calls have no stored events; an event that was already stored means the
+/// batch misjudged a call as new.
+fn all_events_new(inserted: impl TryInto<usize>, events: usize) -> Result<(), AppError> {
+    match inserted.try_into() {
+        Ok(n) if n == events => Ok(()),
+        _ => Err(AppError::Internal(format!(
+            "not all the events of {events} new calls were new"
+        ))),
+    }
+}
+
 /// Appends log rows in one statement and returns their ids, in the order of `rows`.
-///
-/// `RETURNING` lists rows in no promised order, but a multi-row INSERT takes ids in the order of
-/// its rows (SQLite's rowids under the write lock, PostgreSQL's sequence), so the ids sorted are
-/// the rows' ids in order. Each is checked against its row's body hash and outcome; a mismatch
-/// fails the batch rather than answer a delivery with another's id.
 async fn log_many(
     txn: &DatabaseTransaction,
     rows: &[delivery::ActiveModel],
@@ -508,7 +577,7 @@ async fn log_many(
         .query_all_raw(insert.build(backend))
         .await
         .map_err(unavailable)?;
-    let mut written = returned
+    let written = returned
         .iter()
         .map(|row| {
             Ok((
@@ -519,6 +588,20 @@ async fn log_many(
         })
         .collect::<Result<Vec<_>, sea_orm::DbErr>>()
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    ids_in_row_order(rows, written)
+}
+
+/// The ids of log rows written by one multi-row insert, in the order of `rows`, from the
+/// `(id, sha256, outcome)` it returned.
+///
+/// `RETURNING` lists rows in no promised order, but a multi-row INSERT takes ids in the order of
+/// its rows (SQLite's rowids under the write lock, PostgreSQL's sequence), so the ids sorted are
+/// the rows' ids in order. Each is checked against its row's body hash and outcome; a mismatch
+/// fails the batch rather than answer a delivery with another's id.
+fn ids_in_row_order(
+    rows: &[delivery::ActiveModel],
+    mut written: Vec<(i64, String, String)>,
+) -> Result<Vec<i64>, AppError> {
     written.sort_unstable_by_key(|(id, _, _)| *id);
     if written.len() != rows.len() {
         return Err(AppError::Internal(format!(

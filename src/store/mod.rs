@@ -1,4 +1,5 @@
 //! Persistence: the only module that speaks sea-orm. Connects, migrates, writes and queries.
+mod bulk;
 pub mod calls;
 pub mod deliveries;
 pub mod filter;

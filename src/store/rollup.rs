@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use entity::{call, call_bucket};
 use sea_orm::ActiveValue;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, OnConflict};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryResult, Statement,
     Value,
@@ -138,16 +138,61 @@ pub(crate) async fn record_new_calls(
     add(txn, &added).await
 }
 
+/// What many new call rows add to the rollup, as bucket rows with distinct keys, to be merged
+/// into the stored ones with [`MERGE`] (PostgreSQL's batch writes it in the same statement as
+/// the calls).
+pub(crate) fn new_call_sums(new: &[call::ActiveModel]) -> Vec<call_bucket::Model> {
+    let added: Vec<Contribution> = new.iter().filter_map(Contribution::of_active).collect();
+    sums(&added)
+}
+
 /// Most bucket rows in one upsert: ten bound values a row, well under SQLite's 32 766 and
 /// PostgreSQL's 65 535 parameters.
 const UPSERT_ROWS: usize = 3_000;
 
-/// Adds contributions to their buckets. They are first summed per bucket key, exactly as the
-/// upsert combines a row with the stored one (counts and sums add, min and max compare), so no
-/// statement touches a key twice (PostgreSQL refuses that in one `ON CONFLICT DO UPDATE`).
+/// How an upsert combines a bucket row with the stored one of the same key, column by column:
+/// counts and sums add, min and max compare. `call_buckets` is the stored row, `excluded` the
+/// new one.
+pub(crate) const MERGE: [(&str, &str); 8] = [
+    ("calls", "call_buckets.calls + excluded.calls"),
+    (
+        "total_duration_seconds",
+        "call_buckets.total_duration_seconds + excluded.total_duration_seconds",
+    ),
+    (
+        "min_duration_seconds",
+        "CASE WHEN excluded.min_duration_seconds < call_buckets.min_duration_seconds \
+         THEN excluded.min_duration_seconds ELSE call_buckets.min_duration_seconds END",
+    ),
+    (
+        "max_duration_seconds",
+        "CASE WHEN excluded.max_duration_seconds > call_buckets.max_duration_seconds \
+         THEN excluded.max_duration_seconds ELSE call_buckets.max_duration_seconds END",
+    ),
+    (
+        "with_recording",
+        "call_buckets.with_recording + excluded.with_recording",
+    ),
+    ("answered", "call_buckets.answered + excluded.answered"),
+    ("missed", "call_buckets.missed + excluded.missed"),
+    ("rejected", "call_buckets.rejected + excluded.rejected"),
+];
+
+/// Adds contributions to their buckets.
 async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), AppError> {
+    let rows = sums(added);
+    for chunk in pow2_chunks(&rows, UPSERT_ROWS) {
+        upsert(txn, chunk).await?;
+    }
+    Ok(())
+}
+
+/// Contributions summed per bucket key, exactly as [`MERGE`] combines a row with the stored
+/// one, so no statement touches a key twice (PostgreSQL refuses that in one
+/// `ON CONFLICT DO UPDATE`). Ordered by key, so concurrent writers lock bucket rows in the
+/// same order.
+fn sums(added: &[Contribution]) -> Vec<call_bucket::Model> {
     let flag = |b: bool| i64::from(b);
-    // Ordered by key, so concurrent writers lock bucket rows in the same order.
     let mut sums: BTreeMap<(i64, String), call_bucket::Model> = BTreeMap::new();
     let keys = added.iter().flat_map(|c| {
         [c.direction.clone(), ALL_DIRECTIONS.to_owned()]
@@ -184,11 +229,7 @@ async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), Ap
             }
         }
     }
-    let rows: Vec<call_bucket::Model> = sums.into_values().collect();
-    for chunk in pow2_chunks(&rows, UPSERT_ROWS) {
-        upsert(txn, chunk).await?;
-    }
-    Ok(())
+    sums.into_values().collect()
 }
 
 /// One multi-row upsert of bucket sums with distinct keys.
@@ -196,38 +237,15 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[call_bucket::Model]) -> Resul
     if rows.is_empty() {
         return Ok(());
     }
-    let sum = |column: &str| Expr::cust(format!("call_buckets.{column} + excluded.{column}"));
+    let mut on_conflict = OnConflict::columns([
+        call_bucket::Column::BucketStart,
+        call_bucket::Column::Direction,
+    ]);
+    for (column, merged) in MERGE {
+        on_conflict.value(Alias::new(column), Expr::cust(merged));
+    }
     call_bucket::Entity::insert_many(rows.iter().cloned().map(call_bucket::ActiveModel::from))
-        .on_conflict(
-            OnConflict::columns([
-                call_bucket::Column::BucketStart,
-                call_bucket::Column::Direction,
-            ])
-            .value(call_bucket::Column::Calls, sum("calls"))
-            .value(
-                call_bucket::Column::TotalDurationSeconds,
-                sum("total_duration_seconds"),
-            )
-            .value(
-                call_bucket::Column::MinDurationSeconds,
-                Expr::cust(
-                    "CASE WHEN excluded.min_duration_seconds < call_buckets.min_duration_seconds \
-                     THEN excluded.min_duration_seconds ELSE call_buckets.min_duration_seconds END",
-                ),
-            )
-            .value(
-                call_bucket::Column::MaxDurationSeconds,
-                Expr::cust(
-                    "CASE WHEN excluded.max_duration_seconds > call_buckets.max_duration_seconds \
-                     THEN excluded.max_duration_seconds ELSE call_buckets.max_duration_seconds END",
-                ),
-            )
-            .value(call_bucket::Column::WithRecording, sum("with_recording"))
-            .value(call_bucket::Column::Answered, sum("answered"))
-            .value(call_bucket::Column::Missed, sum("missed"))
-            .value(call_bucket::Column::Rejected, sum("rejected"))
-            .to_owned(),
-        )
+        .on_conflict(on_conflict)
         .exec_without_returning(txn)
         .await
         .map_err(unavailable)?;
