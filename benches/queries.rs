@@ -217,6 +217,26 @@ async fn bench_backend(backend: &Backend, calls: u64, runs: usize) {
     );
     println!("|---|---|---|---|---|---|");
 
+    // The floor under every GraphQL figure: a request that reads no data (one HTTP round trip,
+    // parse, validate, execute, serialise) against a statement that reads no data.
+    bench
+        .compare(
+            "floor: `{ __typename }` against `SELECT 1`",
+            || async {
+                let body = bench.graphql("{ __typename }", &json!({})).await;
+                assert_eq!(body["data"]["__typename"], "Query");
+            },
+            || async {
+                assert_eq!(
+                    bench
+                        .count("SELECT CAST(1 AS BIGINT) AS n", Vec::new())
+                        .await,
+                    1
+                );
+            },
+        )
+        .await;
+
     let sql_agent_30d = format!(
         "SELECT {COLUMNS} FROM calls WHERE ended_at IS NOT NULL AND picked_by = {} AND ended_at >= {} AND ended_at < {} ORDER BY ended_at DESC, id DESC LIMIT 51",
         p[0], p[1], p[2]
