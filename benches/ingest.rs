@@ -61,28 +61,44 @@ async fn bench_backend(backend: &Backend, run_for: Duration, shapes: &Arc<Vec<Se
         baseline.per_second, baseline.p50, baseline.p99
     );
     println!(
-        "\n| connections | requests/s | p50 ms | p99 ms | errors | acknowledged | missing after check | × baseline | peak RSS MiB |"
+        "\n| connections | requests/s | p50 ms | p99 ms | errors | acknowledged | missing after check | × baseline | peak RSS MiB | deliveries per commit |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (round, connections) in [16u64, 64].into_iter().enumerate() {
         let prefix = format!("load{round}_");
         let sampler = RssSampler::start(server.pid());
+        let commits_before = writer_commits(&server.base).await;
         let load = run_load(&server.base, connections, run_for, shapes, &prefix).await;
+        let commits = writer_commits(&server.base).await - commits_before;
         let peak = sampler.peak().await;
         let missing = missing_calls(&direct, &prefix, &load.acknowledged).await;
         println!(
-            "| {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {missing} | {:.2} | {peak:.1} |",
+            "| {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {missing} | {:.2} | {peak:.1} | {:.1} |",
             load.per_second,
             load.p50,
             load.p99,
             load.errors,
             load.acknowledged.len(),
             load.per_second / baseline.per_second,
+            load.acknowledged.len() as f64 / commits.max(1) as f64,
         );
     }
     let _ = direct.close().await;
     drop(server);
     database.drop_now().await;
+}
+
+/// Group commits the server's writer has made so far (its `/health`).
+async fn writer_commits(base: &str) -> u64 {
+    let health: serde_json::Value = reqwest::get(format!("{base}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("health JSON");
+    health["writer"]["batchesCommitted"]
+        .as_u64()
+        .expect("writer stats in /health")
 }
 
 /// A direct connection with the server's durability settings.

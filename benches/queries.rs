@@ -187,6 +187,12 @@ async fn bench_backend(backend: &Backend, calls: u64, runs: usize) {
             took.as_secs_f64(),
             database.size_bytes().await as f64 / 1048576.0
         );
+        // The kernel would otherwise still be writing gigabytes of fresh pages back while
+        // the first questions are timed.
+        println!(
+            "written back to disk in {:.1} s",
+            common::sync().as_secs_f64()
+        );
     } else {
         println!("reusing {present} seeded calls");
     }
@@ -403,6 +409,10 @@ async fn bench_backend(backend: &Backend, calls: u64, runs: usize) {
     println!(
         "\nraw SQL, calls per day over a year in Asia/Kolkata: {:.1} ms",
         ms(d50)
+    );
+    println!(
+        "server RSS after every question above: {:.1} MiB",
+        server.rss_mib()
     );
     let sampler = RssSampler::start(server.pid());
     for _ in 0..5 {

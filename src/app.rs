@@ -28,9 +28,10 @@ pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
 
 /// The router over an opened, migrated store.
 pub fn router(store: Store, settings: &Settings) -> Router {
+    let ingestor = Ingestor::start(store.clone(), settings.write_batches);
     let webhook_state = WebhookState {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
-        ingestor: Ingestor::start(store.clone(), settings.write_batches),
+        ingestor: ingestor.clone(),
     };
     let api = graphql::Api::new(
         store.clone(),
@@ -55,7 +56,7 @@ pub fn router(store: Store, settings: &Settings) -> Router {
         .with_state(api);
     Router::new()
         .route("/health", get(health))
-        .with_state(store)
+        .with_state((store, ingestor))
         .merge(webhooks)
         .merge(api)
         .fallback(not_found)
@@ -70,9 +71,23 @@ pub fn router(store: Store, settings: &Settings) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-async fn health(axum::extract::State(store): axum::extract::State<Store>) -> Response {
+/// `GET /health`: 200 while the database answers, with what the webhook writer has done
+/// since the server started (its group commits: how many, the largest, and how many failed
+/// as a whole and were retried delivery by delivery).
+async fn health(
+    axum::extract::State((store, ingestor)): axum::extract::State<(Store, Ingestor)>,
+) -> Response {
     if store.ping().await {
-        axum::Json(json!({ "status": "ok" })).into_response()
+        let writer = ingestor.stats();
+        axum::Json(json!({
+            "status": "ok",
+            "writer": {
+                "batchesCommitted": writer.batches_committed,
+                "largestBatch": writer.largest_batch,
+                "batchesRetriedOneByOne": writer.batches_retried_one_by_one,
+            },
+        }))
+        .into_response()
     } else {
         AppError::Unavailable("health check: database unreachable".into()).into_response()
     }

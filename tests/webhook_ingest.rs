@@ -142,6 +142,22 @@ async fn redelivered_call_is_stored_once() {
             .await;
         assert_eq!(data["calls"]["totalCount"], 1);
         assert_eq!(data["calls"]["nodes"][0]["revision"], 1);
+        // One after the other: two commits of one delivery each, none retried.
+        let health: Value = reqwest::get(app.url("/health"))
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("health JSON");
+        assert_eq!(
+            health,
+            json!({
+                "status": "ok",
+                "writer": { "batchesCommitted": 2, "largestBatch": 1, "batchesRetriedOneByOne": 0 },
+            }),
+            "[{}]",
+            backend.name()
+        );
         app.finish().await;
     }
 }

@@ -202,6 +202,14 @@ pub fn seed(url: &str, calls: u64, seed: u64) -> Duration {
     started.elapsed()
 }
 
+/// Waits for the kernel to write every dirty page to disk (`sync`); returns how long it took.
+pub fn sync() -> Duration {
+    let started = Instant::now();
+    let status = Command::new("sync").status().expect("run sync");
+    assert!(status.success(), "sync failed");
+    started.elapsed()
+}
+
 /// The release server as a child process on a free loopback port, killed when dropped.
 pub struct Server {
     pub base: String,
