@@ -69,18 +69,24 @@ async fn bench_backend(backend: &Backend, run_for: Duration, shapes: &Arc<Vec<Se
         let sampler = RssSampler::start(server.pid());
         let commits_before = writer_commits(&server.base).await;
         let load = run_load(&server.base, connections, run_for, shapes, &prefix).await;
-        let commits = writer_commits(&server.base).await - commits_before;
+        let commits = writer_commits(&server.base)
+            .await
+            .zip(commits_before)
+            .map(|(after, before)| after - before);
         let peak = sampler.peak().await;
         let missing = missing_calls(&direct, &prefix, &load.acknowledged).await;
         println!(
-            "| {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {missing} | {:.2} | {peak:.1} | {:.1} |",
+            "| {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {missing} | {:.2} | {peak:.1} | {} |",
             load.per_second,
             load.p50,
             load.p99,
             load.errors,
             load.acknowledged.len(),
             load.per_second / baseline.per_second,
-            load.acknowledged.len() as f64 / commits.max(1) as f64,
+            commits.map_or("—".to_owned(), |c| format!(
+                "{:.1}",
+                load.acknowledged.len() as f64 / c.max(1) as f64
+            )),
         );
     }
     let _ = direct.close().await;
@@ -88,17 +94,16 @@ async fn bench_backend(backend: &Backend, run_for: Duration, shapes: &Arc<Vec<Se
     database.drop_now().await;
 }
 
-/// Group commits the server's writer has made so far (its `/health`).
-async fn writer_commits(base: &str) -> u64 {
+/// Group commits the server's writer has made so far (its `/health`; none from a server
+/// built before `/health` reported them).
+async fn writer_commits(base: &str) -> Option<u64> {
     let health: serde_json::Value = reqwest::get(format!("{base}/health"))
         .await
         .expect("health")
         .json()
         .await
         .expect("health JSON");
-    health["writer"]["batchesCommitted"]
-        .as_u64()
-        .expect("writer stats in /health")
+    health["writer"]["batchesCommitted"].as_u64()
 }
 
 /// A direct connection with the server's durability settings.
