@@ -520,11 +520,7 @@ async fn write_new_sqlite(
     let mut inserted = 0;
     for chunk in pow2_chunks(events, rows_per_statement::<call_event::Entity>()) {
         inserted += call_event::Entity::insert_many(chunk.iter().cloned())
-            .on_conflict(
-                OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(skip_stored_event())
             .exec_without_returning(txn)
             .await
             .map_err(unavailable)?;
@@ -545,6 +541,13 @@ async fn write_new_sqlite(
     // per-delivery rest, whose bucket recomputes read `calls` and must find these counted.
     rollup::record_new_calls(txn, calls).await?;
     Ok(ids)
+}
+
+/// An event already stored for its call (the same fingerprint) is skipped, not an error.
+fn skip_stored_event() -> OnConflict {
+    OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
+        .do_nothing()
+        .to_owned()
 }
 
 /// A batch's new calls have no stored events; an event that was already stored means the
@@ -740,11 +743,7 @@ async fn apply_event(
 ) -> Result<(Outcome, bool), AppError> {
     let (row, this) = event_row(incoming, event)?;
     let inserted = call_event::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([call_event::Column::CallId, call_event::Column::Fingerprint])
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(skip_stored_event())
         .exec_without_returning(txn)
         .await
         .map_err(unavailable)?;
