@@ -26,6 +26,9 @@ pub(crate) async fn existing_calls(
     txn: &DatabaseTransaction,
     call_ids: &[&str],
 ) -> Result<HashSet<String>, AppError> {
+    if call_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
     let ids = serde_json::to_string(call_ids).map_err(|e| AppError::Internal(e.to_string()))?;
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(

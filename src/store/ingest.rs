@@ -1,7 +1,8 @@
 //! Durable ingestion with group commit: one writer task batches concurrent deliveries into one
 //! transaction and answers each only after that transaction has committed (on PostgreSQL several
 //! batches can be in flight, each in its own transaction: `--write-batches`). Within a batch, new
-//! calls and deliveries that change no call are written with one multi-row statement per table.
+//! calls and deliveries that change no call are written together: with one multi-row statement
+//! per table on SQLite, with one statement for every table on PostgreSQL (`store::bulk`).
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -381,10 +382,10 @@ async fn apply_each(
 /// The batched deliveries are the ones whose effect cannot depend on another delivery: rejected
 /// and not-a-call ones (their only write is the log row), and the first event of a call that has
 /// no row yet and no other event in this batch (folded alone, as `apply_event` does for a new
-/// call). Their event, call, rollup and log rows are written with multi-row statements; then the
-/// rest go through [`apply`] in arrival order, so a call's second event sees its first. A check
-/// that fails (an event already stored for a call with no row, log ids not matching their rows)
-/// fails the batch, which is then retried delivery by delivery.
+/// call). Their event, call, rollup and log rows are written together (`write_new_sqlite`,
+/// `bulk::write_new`); then the rest go through [`apply`] in arrival order, so a call's second
+/// event sees its first. A check that fails (an event already stored for a call with no row, log
+/// ids not matching their rows) fails the batch, which is then retried delivery by delivery.
 async fn apply_batch(
     txn: &DatabaseTransaction,
     incomings: &[&Incoming],
