@@ -127,7 +127,7 @@ fn insert<E: EntityTrait>(parameter: usize) -> String {
     let table = E::default().table_name().to_owned();
     let columns = columns::<E>()
         .iter()
-        .map(|c| format!("\"{c}\""))
+        .map(|c| format!("\"{}\"", c.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
@@ -137,21 +137,15 @@ fn insert<E: EntityTrait>(parameter: usize) -> String {
 }
 
 /// The columns a batch writes: every one but a generated `id`.
-fn columns<E: EntityTrait>() -> Vec<&'static str> {
-    E::Column::iter()
-        .map(|c| c.as_str())
-        .filter(|name| *name != "id")
-        .collect()
+fn columns<E: EntityTrait>() -> Vec<E::Column> {
+    E::Column::iter().filter(|c| c.as_str() != "id").collect()
 }
 
 /// Rows as a JSON array of objects keyed by column, with values in PostgreSQL's text forms:
 /// timestamps in RFC 3339 to the microsecond (what PostgreSQL keeps, truncated as the binary
 /// protocol truncates), bytes as `\x` hex.
 fn json_rows<A: ActiveModelTrait>(rows: &[A]) -> Result<String, AppError> {
-    let columns: Vec<<A::Entity as EntityTrait>::Column> =
-        <A::Entity as EntityTrait>::Column::iter()
-            .filter(|c| c.as_str() != "id")
-            .collect();
+    let columns = columns::<A::Entity>();
     let mut out = String::from("[");
     for (i, row) in rows.iter().enumerate() {
         out.push_str(if i == 0 { "{" } else { ",{" });
