@@ -319,6 +319,7 @@ async fn apply_in_transaction(
     txn.commit()
         .await
         .map_err(|e| Failure::during(unavailable(e)))?;
+    store.committed();
     Ok(receipts)
 }
 

@@ -1,6 +1,7 @@
 //! Persistence: the only module that speaks sea-orm. Connects, migrates, writes and queries.
 mod bulk;
 pub mod calls;
+mod checkpoint;
 pub mod deliveries;
 pub mod filter;
 pub mod ingest;
@@ -8,6 +9,7 @@ pub mod rollup;
 pub mod seed;
 pub mod stats;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -18,11 +20,14 @@ use sea_orm::{
 };
 
 use crate::error::AppError;
+use checkpoint::Checkpointer;
 
 /// An open database: SQLite (embedded default) or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) db: DatabaseConnection,
+    /// SQLite only: checkpoints the write-ahead log beside the writer.
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// Key of the PostgreSQL advisory lock held while migrating, so instances starting together
@@ -67,7 +72,16 @@ impl Store {
             options.max_connections(10).min_connections(1);
         }
         let db = Database::connect(options).await.map_err(unavailable)?;
-        Ok(Store { db })
+        let checkpointer = (db.get_database_backend() == DatabaseBackend::Sqlite)
+            .then(|| Arc::new(Checkpointer::start(db.clone())));
+        Ok(Store { db, checkpointer })
+    }
+
+    /// A write was committed (SQLite: its pages are checkpointed in the background).
+    pub(crate) fn committed(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wake();
+        }
     }
 
     pub fn backend(&self) -> DatabaseBackend {
