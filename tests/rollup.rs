@@ -345,11 +345,12 @@ async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
         let name = backend.name();
         let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
-        // The 2 001st call repeats the 11th call's id: the load fails part-way, after rows
-        // (on PostgreSQL, in either loader's transaction) were written.
-        let mut calls = generated(3_000, 5);
-        calls[2_000] = calls[10].clone();
-        let result = store.seed(3_000, 0, true, calls.into_iter()).await;
+        // The 20 501st call repeats the 11th call's id: the load fails part-way, after rows
+        // were written (on PostgreSQL, in either loader's transaction) and, on SQLite, after
+        // the first 20 000 were committed.
+        let mut calls = generated(21_000, 5);
+        calls[20_500] = calls[10].clone();
+        let result = store.seed(21_000, 0, true, calls.into_iter()).await;
         assert!(result.is_err(), "[{name}] a repeated call id was loaded");
         assert_eq!(counts(&url).await, (0, 0), "[{name}]");
         assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");

@@ -29,6 +29,9 @@ pub const BULK_LOAD_FROM: u64 = 50_000;
 const PG_BULK_LOADERS: usize = 2;
 /// The statements for one chunk of calls, or why they could not be built.
 type Batch = Result<Vec<Statement>, AppError>;
+/// SQLite: chunks of [`ROWS_PER_STATEMENT`] calls per transaction while loading (40: 20 000
+/// calls, ~60 MB of pages, inside the page cache below).
+const SQLITE_CHUNKS_PER_COMMIT: usize = 40;
 /// SQLite page cache while loading rows, in KiB.
 const LOAD_CACHE_KIB: u32 = 256 * 1024;
 
@@ -73,27 +76,43 @@ impl Store {
         Ok(Some(defs))
     }
 
-    /// Executes the statements it takes from `incoming` in one transaction, until the
-    /// channel is empty and closed.
-    async fn load(&self, incoming: &Mutex<Receiver<Batch>>) -> Result<(), AppError> {
-        let txn = self.db.begin().await.map_err(unavailable)?;
+    /// Executes the statements it takes from `incoming` until the channel is empty and
+    /// closed: in one transaction, or with `per_commit`, in transactions of that many chunks.
+    async fn load(
+        &self,
+        incoming: &Mutex<Receiver<Batch>>,
+        per_commit: Option<usize>,
+    ) -> Result<(), AppError> {
         let sqlite = !self.is_postgres();
-        if sqlite {
-            // A page cache big enough that pages being filled are not spilled to the log
-            // and read back before the transaction ends (the default is 2 MiB).
-            execute(&txn, &format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}")).await?;
-        }
         loop {
-            let next = incoming.lock().await.recv().await;
-            let Some(statements) = next else { break };
-            for statement in statements? {
-                txn.execute_raw(statement).await.map_err(unavailable)?;
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            if sqlite {
+                // A page cache big enough that pages being filled are not spilled to the log
+                // and read back before the transaction ends (the default is 2 MiB).
+                execute(&txn, &format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}")).await?;
+            }
+            let mut taken = 0;
+            let mut more = true;
+            while per_commit.is_none_or(|n| taken < n) {
+                let next = incoming.lock().await.recv().await;
+                let Some(statements) = next else {
+                    more = false;
+                    break;
+                };
+                for statement in statements? {
+                    txn.execute_raw(statement).await.map_err(unavailable)?;
+                }
+                taken += 1;
+            }
+            if sqlite {
+                execute(&txn, "PRAGMA cache_size = -2000").await?;
+            }
+            txn.commit().await.map_err(unavailable)?;
+            self.committed();
+            if !more {
+                return Ok(());
             }
         }
-        if sqlite {
-            execute(&txn, "PRAGMA cache_size = -2000").await?;
-        }
-        txn.commit().await.map_err(unavailable)
     }
 
     /// Builds the indexes `defs` in one transaction, each sorted once.
@@ -134,8 +153,8 @@ impl Store {
     /// calls into an empty `calls` table are a bulk load: the secondary indexes of `calls`
     /// and `call_events` are dropped first and built once the rows are committed (building an index once is several times faster than growing it
     /// row by row, and on SQLite building it from the database file is three times faster
-    /// than from inside the loading transaction), and PostgreSQL loads on two connections
-    /// at once. If a bulk load fails, the loaded rows are deleted and the indexes recreated,
+    /// than from inside the loading transaction), PostgreSQL loads on two connections
+    /// at once, and SQLite commits every 20 000 calls. If a bulk load fails, the loaded rows are deleted and the indexes recreated,
     /// leaving the tables as they were found; a process killed in the middle of one leaves
     /// a partial load (seed a fresh database again).
     pub async fn seed(
@@ -158,18 +177,22 @@ impl Store {
         });
 
         let dropped = self.drop_indexes_for_bulk_load(total, bulk_from).await?;
-        // One transaction unless indexes were dropped (an empty table): PostgreSQL then
-        // loads on two connections at once, each in its own transaction.
-        let loaders = if dropped.is_some() && self.is_postgres() {
-            PG_BULK_LOADERS
-        } else {
-            1
+        // One transaction unless indexes were dropped (an empty table, which a failure
+        // empties again): PostgreSQL then loads on two connections at once, each in its own
+        // transaction, and SQLite commits every few chunks, so that a transaction's pages fit
+        // in its page cache instead of spilling into the log and being read back, and the
+        // committed pages are copied into the database file beside the loading, by the
+        // background checkpointer, instead of all at once at the end.
+        let (loaders, per_commit) = match (&dropped, self.is_postgres()) {
+            (None, _) => (1, None),
+            (Some(_), true) => (PG_BULK_LOADERS, None),
+            (Some(_), false) => (1, Some(SQLITE_CHUNKS_PER_COMMIT)),
         };
         let incoming = Arc::new(Mutex::new(incoming));
         let mut running = JoinSet::new();
         for _ in 0..loaders {
             let (store, incoming) = (self.clone(), Arc::clone(&incoming));
-            running.spawn(async move { store.load(&incoming).await });
+            running.spawn(async move { store.load(&incoming, per_commit).await });
         }
         let mut loaded = Ok(());
         while let Some(done) = running.join_next().await {
