@@ -44,6 +44,9 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Runs until the [`Checkpointer`] is dropped. A checkpoint that fails (no pooled connection
+/// free within the pool's timeout, the pool closed) is skipped, not retried: the next commit
+/// wakes the task again, and SQLite's own checkpoints still run in the writer's commits.
 async fn run(db: DatabaseConnection, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
@@ -51,10 +54,7 @@ async fn run(db: DatabaseConnection, wake: Arc<Notify>) {
             .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
             .await
         {
-            // The pool is closed (the store is shutting down) or the file is gone: SQLite's
-            // own checkpoints still run in the writer's commits.
-            tracing::debug!(error = %e, "background checkpoint stopped");
-            return;
+            tracing::debug!(error = %e, "background checkpoint skipped");
         }
         tokio::time::sleep(PAUSE).await;
     }
