@@ -203,7 +203,11 @@ impl Call {
     /// Earlier versions of this call, oldest first (empty when it never changed).
     async fn revisions(&self, ctx: &Context<'_>) -> GqlResult<Vec<CallRevision>> {
         let store = ctx.data::<Store>()?;
-        let revisions = store.revisions(&self.0.call_id).await.map_err(gql)?;
+        // Boxed: every field of `Call` is resolved through one future sized for its largest
+        // field, and async-graphql moves that future onto the heap for each field of each call.
+        let revisions = Box::pin(store.revisions(&self.0.call_id))
+            .await
+            .map_err(gql)?;
         Ok(revisions.into_iter().map(CallRevision).collect())
     }
 }
