@@ -2,7 +2,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{CALL_FIELDS, TestApp, backends, fixture_bytes, fixture_json, fixture_names};
+use common::{Backend, CALL_FIELDS, TestApp, backends, fixture_bytes, fixture_json, fixture_names};
 use serde_json::{Value, json};
 
 fn call_query() -> String {
@@ -272,4 +272,38 @@ async fn other_lifecycle_events_are_acknowledged_but_not_listed_as_calls() {
         assert_eq!(data["calls"]["totalCount"], 0);
         app.finish().await;
     }
+}
+
+/// SQLite: a stored delivery's pages reach the database file soon after its commit, copied by
+/// the background checkpointer, not only once SQLite's own threshold (1 000 pages of log) is
+/// crossed. Until then the file holds just its first page: the schema is still in the log.
+#[tokio::test]
+async fn sqlite_commits_reach_the_database_file_without_waiting_for_the_log_to_fill() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let file = app
+        .database
+        .url
+        .trim_start_matches("sqlite://")
+        .trim_end_matches("?mode=rwc")
+        .to_owned();
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let before = size();
+    assert!(
+        before <= 4096,
+        "the schema was already copied: {before} bytes"
+    );
+    let (status, _) = app
+        .post_fixture("events/call-ended-outgoing-never-answered.json")
+        .await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= 40_960 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.finish().await;
 }

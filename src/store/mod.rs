@@ -189,45 +189,7 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Store, pow2_chunks};
-    use sea_orm::ConnectionTrait;
-    use std::time::{Duration, Instant};
-
-    /// A commit far below SQLite's own checkpoint threshold (1 000 pages) still reaches the
-    /// database file, copied by the background checkpointer. Without it the rows would stay
-    /// in the log until a commit took the log past the threshold.
-    #[tokio::test]
-    async fn sqlite_commits_are_checkpointed_in_the_background() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("ckpt.db");
-        let store = Store::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("open");
-        let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
-        store
-            .db
-            .execute_unprepared("CREATE TABLE filler (b BLOB)")
-            .await
-            .expect("create");
-        store
-            .db
-            .execute_unprepared("INSERT INTO filler VALUES (zeroblob(200000))")
-            .await
-            .expect("insert");
-        let before = size();
-        assert!(before < 200_000, "the rows went to the log first: {before}");
-        store.committed();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while size() < 200_000 {
-            assert!(
-                Instant::now() < deadline,
-                "the database file stayed at {} bytes",
-                size()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        store.close().await;
-    }
+    use super::pow2_chunks;
 
     #[test]
     fn pow2_chunks_cover_every_item_in_order_in_power_of_two_lengths() {
