@@ -14,7 +14,7 @@ use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
     DatabaseTransaction, EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    Statement,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -279,10 +279,7 @@ async fn apply_in_transaction(
     store: &Store,
     incomings: &[&Incoming],
 ) -> Result<Vec<Receipt>, Failure> {
-    let begin = store.db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    });
+    let begin = store.begin_write();
     // SQLite waits on its own busy timeout; a PostgreSQL connection that cannot be had quickly
     // means the server is down.
     let limit = if store.is_postgres() {

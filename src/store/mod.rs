@@ -15,8 +15,9 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 
 use crate::error::AppError;
@@ -75,6 +76,19 @@ impl Store {
         let checkpointer = (db.get_database_backend() == DatabaseBackend::Sqlite)
             .then(|| Arc::new(Checkpointer::start(db.clone())));
         Ok(Store { db, checkpointer })
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), waiting out the busy timeout for another writer: a transaction that
+    /// read first and only then writes can be refused at once ("database is locked") when
+    /// another connection holds or has just released the write lock.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
     }
 
     /// A write was committed (SQLite: its pages are checkpointed in the background).

@@ -7,7 +7,7 @@ use entity::{call, call_event};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryTrait, Statement, TransactionTrait,
+    PaginatorTrait, QueryTrait, Statement,
 };
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::{self, Receiver};
@@ -58,7 +58,7 @@ impl Store {
         total: u64,
         bulk_from: u64,
     ) -> Result<Option<Vec<IndexDef>>, AppError> {
-        let txn = self.db.begin().await.map_err(unavailable)?;
+        let txn = self.begin_write().await.map_err(unavailable)?;
         let empty = call::Entity::find()
             .count(&txn)
             .await
@@ -85,7 +85,7 @@ impl Store {
     ) -> Result<(), AppError> {
         let sqlite = !self.is_postgres();
         loop {
-            let txn = self.db.begin().await.map_err(unavailable)?;
+            let txn = self.begin_write().await.map_err(unavailable)?;
             if sqlite {
                 // A page cache big enough that pages being filled are not spilled to the log
                 // and read back before the transaction ends (the default is 2 MiB).
@@ -122,7 +122,7 @@ impl Store {
             // from a log as large as the database (three times slower).
             execute_on(self, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
         }
-        let txn = self.db.begin().await.map_err(unavailable)?;
+        let txn = self.begin_write().await.map_err(unavailable)?;
         if self.is_postgres() {
             // Sort in memory (the default is 64 MB).
             execute(&txn, "SET LOCAL maintenance_work_mem = '512MB'").await?;
@@ -218,7 +218,7 @@ impl Store {
                 };
                 if let Err(e) = built {
                     // Leave the tables as they were found: empty, with their indexes.
-                    let txn = self.db.begin().await.map_err(unavailable)?;
+                    let txn = self.begin_write().await.map_err(unavailable)?;
                     read_schema(&txn).await?;
                     execute(&txn, "DELETE FROM call_events").await?;
                     execute(&txn, "DELETE FROM calls").await?;
