@@ -151,12 +151,13 @@ impl Store {
     /// Into a table that already holds calls, or fewer than `bulk_from` calls (`calltrail
     /// seed` uses [`BULK_LOAD_FROM`]), the rows go in one transaction. At least `bulk_from`
     /// calls into an empty `calls` table are a bulk load: the secondary indexes of `calls`
-    /// and `call_events` are dropped first and built once the rows are committed (building an index once is several times faster than growing it
-    /// row by row, and on SQLite building it from the database file is three times faster
-    /// than from inside the loading transaction), PostgreSQL loads on two connections
-    /// at once, and SQLite commits every 20 000 calls. If a bulk load fails, the loaded rows are deleted and the indexes recreated,
-    /// leaving the tables as they were found; a process killed in the middle of one leaves
-    /// a partial load (seed a fresh database again).
+    /// and `call_events` are dropped first and built once the rows are committed (building
+    /// an index once is several times faster than growing it row by row, and on SQLite
+    /// building it from the database file is three times faster than from inside the
+    /// loading transaction), PostgreSQL loads on two connections at once, and SQLite
+    /// commits every 20 000 calls. If a bulk load fails, the loaded rows are deleted and the
+    /// indexes recreated, leaving the tables as they were found; a process killed in the
+    /// middle of one leaves a partial load (seed a fresh database again).
     pub async fn seed(
         &self,
         total: u64,
