@@ -2,19 +2,23 @@
 //!
 //! Multi-row `INSERT … VALUES` statements cost a round trip each, and come in as many texts
 //! as there are batch sizes (one prepared statement per shape and table: a batch of 23 new
-//! calls took 13 statements). Here each table's rows travel as one JSON parameter, expanded by
-//! `json_populate_recordset` into the table's own row type, and the four inserts (events,
-//! calls, log rows, rollup buckets) are one statement of data-modifying `WITH` clauses: one
-//! statement text for every batch, prepared once per connection, one round trip per batch.
+//! calls took 13 statements). Here each column of each table travels as one typed array
+//! parameter (binary on the wire, so PostgreSQL parses nothing), zipped back into rows by
+//! `unnest`, and the four inserts (events, calls, log rows, rollup buckets) are one statement
+//! of data-modifying `WITH` clauses: one statement text for every batch, prepared once per
+//! connection, one round trip per batch.
+//!
+//! The driver binds arrays without NULL elements, so each table also sends one `int8` per row
+//! whose bit `k` says that column `k` is NULL in that row (its array slot then holds a
+//! placeholder of the column's type, never read).
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use chrono::SecondsFormat;
 use entity::{call, call_bucket, call_event, delivery};
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
-    IdenStatic, Iterable, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ColumnType, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, Statement, Value,
 };
 
 use super::rollup::MERGE;
@@ -29,13 +33,12 @@ pub(crate) async fn existing_calls(
     if call_ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let ids = serde_json::to_string(call_ids).map_err(|e| AppError::Internal(e.to_string()))?;
+    let ids: Vec<Value> = call_ids.iter().map(|id| (*id).into()).collect();
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            "SELECT call_id FROM calls WHERE call_id = \
-             ANY(ARRAY(SELECT json_array_elements_text(CAST($1 AS json))))",
-            [ids.into()],
+            "SELECT call_id FROM calls WHERE call_id = ANY($1)",
+            [Value::Array(ArrayType::String, Some(Box::new(ids)))],
         ))
         .await
         .map_err(unavailable)?;
@@ -62,16 +65,15 @@ pub(crate) async fn write_new(
     buckets: Vec<call_bucket::Model>,
 ) -> Result<Written, AppError> {
     let buckets: Vec<call_bucket::ActiveModel> = buckets.into_iter().map(Into::into).collect();
-    let values: Vec<Value> = vec![
-        json_rows(events)?.into(),
-        json_rows(calls)?.into(),
-        json_rows(deliveries)?.into(),
-        json_rows(&buckets)?.into(),
-    ];
+    let mut values: Vec<Value> = Vec::new();
+    values.extend(column_arrays(events)?);
+    values.extend(column_arrays(calls)?);
+    values.extend(column_arrays(deliveries)?);
+    values.extend(column_arrays(&buckets)?);
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            statement(),
+            statement()?,
             values,
         ))
         .await
@@ -97,115 +99,142 @@ pub(crate) async fn write_new(
     Ok(written)
 }
 
-/// The batch statement: `$1` events, `$2` calls, `$3` log rows, `$4` bucket sums, each a JSON
-/// array of row objects. Data-modifying `WITH` clauses all run to completion whatever the
-/// final `SELECT` reads. It answers one row per log row, each with the count of new events.
-fn statement() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
+/// The batch statement: the events', calls', log rows' and bucket sums' column arrays, in that
+/// order, each table's followed by its NULL bits. Data-modifying `WITH` clauses all run to
+/// completion whatever the final `SELECT` reads. It answers one row per log row, each with the
+/// count of new events.
+fn statement() -> Result<&'static str, AppError> {
+    static SQL: OnceLock<Result<String, String>> = OnceLock::new();
     SQL.get_or_init(|| {
         let merge = MERGE
             .iter()
             .map(|(column, merged)| format!("{column} = {merged}"))
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
-            "WITH new_events AS ({} ON CONFLICT (call_id, fingerprint) DO NOTHING RETURNING 1), \
-             new_calls AS ({}), \
-             logged AS ({} RETURNING id, sha256, outcome), \
-             added AS ({} ON CONFLICT (bucket_start, direction) DO UPDATE SET {merge}) \
-             SELECT id, sha256, outcome, (SELECT count(*) FROM new_events) FROM logged",
-            insert::<call_event::Entity>(1),
-            insert::<call::Entity>(2),
-            insert::<delivery::Entity>(3),
-            insert::<call_bucket::Entity>(4),
-        )
+        let mut next = 1;
+        let events = insert::<call_event::Entity>(&mut next)?;
+        let calls = insert::<call::Entity>(&mut next)?;
+        let deliveries = insert::<delivery::Entity>(&mut next)?;
+        let buckets = insert::<call_bucket::Entity>(&mut next)?;
+        Ok(format!(
+            "WITH new_events AS ({events} ON CONFLICT (call_id, fingerprint) DO NOTHING RETURNING 1), \
+             new_calls AS ({calls}), \
+             logged AS ({deliveries} RETURNING id, sha256, outcome), \
+             added AS ({buckets} ON CONFLICT (bucket_start, direction) DO UPDATE SET {merge}) \
+             SELECT id, sha256, outcome, (SELECT count(*) FROM new_events) FROM logged"
+        ))
     })
+    .as_deref()
+    .map_err(|e| AppError::Internal(e.clone()))
 }
 
-/// `INSERT INTO t (columns) SELECT columns FROM json_populate_recordset(NULL::t, $n)`.
-fn insert<E: EntityTrait>(parameter: usize) -> String {
+/// `INSERT INTO t (columns) SELECT columns FROM unnest($n::type[], …, $m::int8[]) AS r(…)`, a
+/// nullable column read as NULL where its bit is set; `next` is the first parameter's number.
+fn insert<E: EntityTrait>(next: &mut usize) -> Result<String, String> {
     let table = E::default().table_name().to_owned();
-    let columns = columns::<E>()
+    let columns = columns::<E>();
+    let mut arrays = Vec::with_capacity(columns.len() + 1);
+    let mut aliases = Vec::with_capacity(columns.len() + 1);
+    let mut selected = Vec::with_capacity(columns.len());
+    for (bit, column) in columns.iter().enumerate() {
+        let name = column.as_str();
+        let (sql_type, _) = array_type(column.def().get_column_type())
+            .ok_or_else(|| format!("no array type for {table}.{name}"))?;
+        arrays.push(format!("CAST(${} AS {sql_type}[])", *next + bit));
+        aliases.push(format!("c{bit}"));
+        selected.push(if column.def().is_null() {
+            format!("CASE WHEN (nulls & {}) = 0 THEN c{bit} END", 1_i64 << bit)
+        } else {
+            format!("c{bit}")
+        });
+    }
+    *next += columns.len();
+    arrays.push(format!("CAST(${} AS int8[])", *next));
+    aliases.push("nulls".to_owned());
+    *next += 1;
+    let names = columns
         .iter()
         .map(|c| format!("\"{}\"", c.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "INSERT INTO {table} ({columns}) SELECT {columns} \
-         FROM json_populate_recordset(NULL::{table}, CAST(${parameter} AS json))"
-    )
+    Ok(format!(
+        "INSERT INTO {table} ({names}) SELECT {} FROM unnest({}) AS r({})",
+        selected.join(", "),
+        arrays.join(", "),
+        aliases.join(", "),
+    ))
 }
 
-/// The columns a batch writes: every one but a generated `id`.
+/// The columns a batch writes: every one but a generated `id`. At most 63, so that one `int8`
+/// holds a row's NULL bits (the statement fails to build otherwise).
 fn columns<E: EntityTrait>() -> Vec<E::Column> {
     E::Column::iter().filter(|c| c.as_str() != "id").collect()
 }
 
-/// Rows as a JSON array of objects keyed by column, with values in PostgreSQL's text forms:
-/// timestamps in RFC 3339 to the microsecond (what PostgreSQL keeps, truncated as the binary
-/// protocol truncates), bytes as `\x` hex.
-fn json_rows<A: ActiveModelTrait>(rows: &[A]) -> Result<String, AppError> {
+/// The PostgreSQL array type, and the driver's, for a column of this type.
+fn array_type(column: &ColumnType) -> Option<(&'static str, ArrayType)> {
+    Some(match column {
+        ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_) => {
+            ("text", ArrayType::String)
+        }
+        ColumnType::BigInteger => ("int8", ArrayType::BigInt),
+        ColumnType::Integer => ("int4", ArrayType::Int),
+        ColumnType::Boolean => ("bool", ArrayType::Bool),
+        ColumnType::TimestampWithTimeZone => ("timestamptz", ArrayType::ChronoDateTimeUtc),
+        ColumnType::Binary(_) | ColumnType::VarBinary(_) | ColumnType::Blob => {
+            ("bytea", ArrayType::Bytes)
+        }
+        _ => return None,
+    })
+}
+
+/// Rows as one array per column, in [`columns`] order, then each row's NULL bits.
+fn column_arrays<A: ActiveModelTrait>(rows: &[A]) -> Result<Vec<Value>, AppError> {
     let columns = columns::<A::Entity>();
-    let mut out = String::from("[");
-    for (i, row) in rows.iter().enumerate() {
-        out.push_str(if i == 0 { "{" } else { ",{" });
-        for (j, column) in columns.iter().enumerate() {
+    if columns.len() > 63 {
+        return Err(AppError::Internal(
+            "too many columns for one int8 of NULL bits".into(),
+        ));
+    }
+    let mut arrays: Vec<(ArrayType, Vec<Value>)> = Vec::with_capacity(columns.len());
+    for column in &columns {
+        let (_, ty) = array_type(column.def().get_column_type()).ok_or_else(|| {
+            AppError::Internal(format!("no array type for column {}", column.as_str()))
+        })?;
+        arrays.push((ty, Vec::with_capacity(rows.len())));
+    }
+    let mut nulls = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut bits = 0_i64;
+        for (bit, (column, (ty, array))) in columns.iter().zip(arrays.iter_mut()).enumerate() {
             let name = column.as_str();
             let value = row.get(*column).into_value().ok_or_else(|| {
                 AppError::Internal(format!("batch row without a value for {name}"))
             })?;
-            if j > 0 {
-                out.push(',');
+            if value.array_type() != *ty {
+                return Err(AppError::Internal(format!(
+                    "{name}'s value {value:?} is not of its column's type"
+                )));
             }
-            write_json_string(&mut out, name);
-            out.push(':');
-            write_value(&mut out, name, value)?;
+            if value.is_some() {
+                array.push(value);
+            } else if column.def().is_null() {
+                bits |= 1 << bit;
+                array.push(value.dummy_value());
+            } else {
+                return Err(AppError::Internal(format!(
+                    "NULL for NOT NULL column {name}"
+                )));
+            }
         }
-        out.push('}');
+        nulls.push(Value::BigInt(Some(bits)));
     }
-    out.push(']');
-    Ok(out)
-}
-
-fn write_value(out: &mut String, column: &str, value: Value) -> Result<(), AppError> {
-    // Writing to a String cannot fail.
-    let _ = match value {
-        Value::Bool(Some(b)) => write!(out, "{b}"),
-        Value::Int(Some(n)) => write!(out, "{n}"),
-        Value::BigInt(Some(n)) => write!(out, "{n}"),
-        Value::String(Some(s)) => {
-            write_json_string(out, &s);
-            Ok(())
-        }
-        Value::Bytes(Some(bytes)) => {
-            write_json_string(out, &format!("\\x{}", hex::encode(bytes)));
-            Ok(())
-        }
-        Value::ChronoDateTimeUtc(Some(t)) => {
-            write_json_string(out, &t.to_rfc3339_opts(SecondsFormat::Micros, true));
-            Ok(())
-        }
-        Value::Bool(None)
-        | Value::Int(None)
-        | Value::BigInt(None)
-        | Value::String(None)
-        | Value::Bytes(None)
-        | Value::ChronoDateTimeUtc(None) => {
-            out.push_str("null");
-            Ok(())
-        }
-        other => {
-            return Err(AppError::Internal(format!(
-                "no JSON form for {column}'s value {other:?}"
-            )));
-        }
-    };
-    Ok(())
-}
-
-fn write_json_string(out: &mut String, s: &str) {
-    // serde_json escapes exactly as JSON requires; a &str always serialises.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    let mut values: Vec<Value> = arrays
+        .into_iter()
+        .map(|(ty, array)| Value::Array(ty, Some(Box::new(array))))
+        .collect();
+    values.push(Value::Array(ArrayType::BigInt, Some(Box::new(nulls))));
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -214,39 +243,66 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use sea_orm::ActiveValue::{NotSet, Set};
 
-    #[test]
-    fn rows_become_json_objects_in_postgres_text_forms() {
+    fn delivery_row(event: Option<&str>, replay_of: Option<i64>) -> delivery::ActiveModel {
         let at = Utc
             .timestamp_opt(1_772_442_845, 123_456_789)
             .single()
             .expect("time");
-        let row = delivery::ActiveModel {
+        delivery::ActiveModel {
             id: NotSet,
             received_at: Set(at),
             content_type: Set("application/json".into()),
             body: Set(vec![0, 0xff, b'"']),
             sha256: Set("ab".into()),
-            event: Set(None),
+            event: Set(event.map(Into::into)),
             call_id: Set(Some("c\"1\\\n".into())),
             outcome: Set("stored".into()),
             reason: Set(None),
-            replay_of: Set(Some(7)),
+            replay_of: Set(replay_of),
+        }
+    }
+
+    #[test]
+    fn rows_become_one_array_per_column_and_their_null_bits() {
+        let rows = [
+            delivery_row(None, Some(7)),
+            delivery_row(Some("CALL_ENDED"), None),
+        ];
+        let values = column_arrays(&rows).expect("arrays");
+        let columns = columns::<delivery::Entity>();
+        assert_eq!(values.len(), columns.len() + 1);
+        let bit = |name: &str| 1_i64 << columns.iter().position(|c| c.as_str() == name).unwrap();
+        let array = |i: usize| match &values[i] {
+            Value::Array(_, Some(items)) => items.as_ref().clone(),
+            other => panic!("not an array: {other:?}"),
         };
-        let json = json_rows(&[row.clone(), row]).expect("json");
-        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
-        let expected = serde_json::json!({
-            "received_at": "2026-03-02T09:14:05.123456Z",
-            "content_type": "application/json",
-            "body": "\\x00ff22",
-            "sha256": "ab",
-            "event": null,
-            "call_id": "c\"1\\\n",
-            "outcome": "stored",
-            "reason": null,
-            "replay_of": 7,
-        });
-        assert_eq!(parsed, serde_json::json!([expected.clone(), expected]));
-        assert_eq!(json_rows::<delivery::ActiveModel>(&[]).expect("json"), "[]");
+        assert_eq!(
+            array(columns.len()),
+            vec![
+                Value::BigInt(Some(bit("event") | bit("reason"))),
+                Value::BigInt(Some(bit("reason") | bit("replay_of"))),
+            ]
+        );
+        let call_id = columns
+            .iter()
+            .position(|c| c.as_str() == "call_id")
+            .unwrap();
+        assert_eq!(
+            array(call_id),
+            vec![Value::String(Some("c\"1\\\n".into())); 2]
+        );
+        let body = columns.iter().position(|c| c.as_str() == "body").unwrap();
+        assert_eq!(
+            array(body),
+            vec![Value::Bytes(Some(vec![0, 0xff, b'"'])); 2]
+        );
+        // A NULL's slot holds a placeholder of the column's type, never NULL itself.
+        let event = columns.iter().position(|c| c.as_str() == "event").unwrap();
+        assert!(array(event).iter().all(Value::is_some));
+        assert_eq!(array(event)[1], Value::String(Some("CALL_ENDED".into())));
+
+        let empty = column_arrays::<delivery::ActiveModel>(&[]).expect("arrays");
+        assert_eq!(empty.len(), columns.len() + 1);
     }
 
     #[test]
@@ -255,17 +311,61 @@ mod tests {
             outcome: Set("stored".into()),
             ..Default::default()
         };
-        assert!(json_rows(&[row]).is_err());
+        assert!(column_arrays(&[row]).is_err());
     }
 
     #[test]
-    fn the_statement_names_every_written_column_once_per_table() {
-        let sql = statement();
+    fn a_null_in_a_not_null_column_is_an_error() {
+        let mut row = delivery_row(None, None);
+        row.sha256 = Set(String::new());
+        assert!(column_arrays(&[row.clone()]).is_ok());
+        let mut call = call::ActiveModel {
+            direction: Set(None),
+            ..Default::default()
+        };
+        call.raw_payload = Set(String::new());
+        // Every other column unset: refused before any NULL could reach the database.
+        assert!(column_arrays(&[call]).is_err());
+    }
+
+    #[test]
+    fn the_statement_writes_every_column_once_per_table_from_typed_arrays() {
+        let sql = statement().expect("every column has an array type");
         for table in ["call_events", "calls", "deliveries", "call_buckets"] {
             assert!(sql.contains(&format!("INSERT INTO {table} (")), "{table}");
         }
         assert!(!sql.contains("\"id\""));
-        assert_eq!(sql.matches("\"recording_url\"").count(), 2);
-        assert_eq!(sql.matches("\"raw_payload\"").count(), 4);
+        assert!(!sql.contains("json"));
+        assert_eq!(sql.matches("\"recording_url\"").count(), 1);
+        assert_eq!(sql.matches("\"raw_payload\"").count(), 2);
+        let parameters = [
+            columns::<call_event::Entity>().len(),
+            columns::<call::Entity>().len(),
+            columns::<delivery::Entity>().len(),
+            columns::<call_bucket::Entity>().len(),
+        ]
+        .iter()
+        .map(|n| n + 1)
+        .sum::<usize>();
+        assert!(sql.contains(&format!("${parameters} AS int8[]")));
+        assert!(!sql.contains(&format!("${}", parameters + 1)));
+        // Nullable columns only are read through their bit.
+        assert_eq!(
+            sql.matches("CASE WHEN (nulls & ").count(),
+            [
+                call_event::Column::iter()
+                    .filter(|c| c.def().is_null())
+                    .count(),
+                call::Column::iter().filter(|c| c.def().is_null()).count(),
+                delivery::Column::iter()
+                    .filter(|c| c.def().is_null())
+                    .count(),
+                call_bucket::Column::iter()
+                    .filter(|c| c.def().is_null())
+                    .count(),
+            ]
+            .iter()
+            .sum::<usize>()
+        );
     }
 }
