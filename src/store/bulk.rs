@@ -271,7 +271,13 @@ mod tests {
         let values = column_arrays(&rows).expect("arrays");
         let columns = columns::<delivery::Entity>();
         assert_eq!(values.len(), columns.len() + 1);
-        let bit = |name: &str| 1_i64 << columns.iter().position(|c| c.as_str() == name).unwrap();
+        let position = |name: &str| {
+            columns
+                .iter()
+                .position(|c| c.as_str() == name)
+                .expect("a delivery column")
+        };
+        let bit = |name: &str| 1_i64 << position(name);
         let array = |i: usize| match &values[i] {
             Value::Array(_, Some(items)) => items.as_ref().clone(),
             other => panic!("not an array: {other:?}"),
@@ -283,23 +289,18 @@ mod tests {
                 Value::BigInt(Some(bit("reason") | bit("replay_of"))),
             ]
         );
-        let call_id = columns
-            .iter()
-            .position(|c| c.as_str() == "call_id")
-            .unwrap();
         assert_eq!(
-            array(call_id),
+            array(position("call_id")),
             vec![Value::String(Some("c\"1\\\n".into())); 2]
         );
-        let body = columns.iter().position(|c| c.as_str() == "body").unwrap();
         assert_eq!(
-            array(body),
+            array(position("body")),
             vec![Value::Bytes(Some(vec![0, 0xff, b'"'])); 2]
         );
         // A NULL's slot holds a placeholder of the column's type, never NULL itself.
-        let event = columns.iter().position(|c| c.as_str() == "event").unwrap();
-        assert!(array(event).iter().all(Value::is_some));
-        assert_eq!(array(event)[1], Value::String(Some("CALL_ENDED".into())));
+        let event = array(position("event"));
+        assert!(event.iter().all(Value::is_some));
+        assert_eq!(event[1], Value::String(Some("CALL_ENDED".into())));
 
         let empty = column_arrays::<delivery::ActiveModel>(&[]).expect("arrays");
         assert_eq!(empty.len(), columns.len() + 1);
