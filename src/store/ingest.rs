@@ -518,16 +518,20 @@ async fn write_new_sqlite(
 ) -> Result<Vec<i64>, AppError> {
     let mut inserted = 0;
     for chunk in pow2_chunks(events, rows_per_statement::<call_event::Entity>()) {
-        inserted += call_event::Entity::insert_many(chunk.iter().cloned())
+        let insert = call_event::Entity::insert_many(chunk.iter().cloned())
             .on_conflict(skip_stored_event())
-            .exec_without_returning(txn)
+            .build(DatabaseBackend::Sqlite);
+        inserted += txn
+            .execute_raw(or_fail(insert)?)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)?
+            .rows_affected();
     }
     all_events_new(inserted, events.len())?;
     for chunk in pow2_chunks(calls, rows_per_statement::<call::Entity>()) {
-        call::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(txn)
+        let insert =
+            call::Entity::insert_many(chunk.iter().cloned()).build(DatabaseBackend::Sqlite);
+        txn.execute_raw(or_fail(insert)?)
             .await
             .map_err(unavailable)?;
     }
@@ -540,6 +544,21 @@ async fn write_new_sqlite(
     // per-delivery rest, whose bucket recomputes read `calls` and must find these counted.
     rollup::record_new_calls(txn, calls).await?;
     Ok(ids)
+}
+
+/// A SQLite `INSERT` as `INSERT OR FAIL`: a statement that fails keeps the rows it already
+/// wrote instead of undoing them itself, so a multi-row insert inside a transaction needs no
+/// statement journal (SQLite copies every page the statement changes into one first, spilling
+/// to a temporary file past 64 KiB: with the batch's index pages, most of its writes). The
+/// same constraints are checked and fail the same way, and a batch that fails is rolled back
+/// whole, so the outcome is the same.
+fn or_fail(mut statement: Statement) -> Result<Statement, AppError> {
+    let rest = statement
+        .sql
+        .strip_prefix("INSERT INTO ")
+        .ok_or_else(|| AppError::Internal(format!("not a plain INSERT: {}", statement.sql)))?;
+    statement.sql = format!("INSERT OR FAIL INTO {rest}");
+    Ok(statement)
 }
 
 /// An event already stored for its call (the same fingerprint) is skipped, not an error.
@@ -575,10 +594,11 @@ async fn log_many(
         delivery::Column::Sha256,
         delivery::Column::Outcome,
     ]));
-    let returned = txn
-        .query_all_raw(insert.build(backend))
-        .await
-        .map_err(unavailable)?;
+    let mut statement = insert.build(backend);
+    if backend == DatabaseBackend::Sqlite {
+        statement = or_fail(statement)?;
+    }
+    let returned = txn.query_all_raw(statement).await.map_err(unavailable)?;
     let written = returned
         .iter()
         .map(|row| {
@@ -880,4 +900,23 @@ fn content_differs(old: &call::Model, new: &call::ActiveModel) -> bool {
         anomalies
     );
     candidate != *old
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn or_fail_rewrites_only_a_plain_insert() {
+        let insert = Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "INSERT INTO calls (call_id) VALUES ('a') ON CONFLICT DO NOTHING",
+        );
+        assert_eq!(
+            or_fail(insert).expect("a plain INSERT").sql,
+            "INSERT OR FAIL INTO calls (call_id) VALUES ('a') ON CONFLICT DO NOTHING"
+        );
+        let replace = Statement::from_string(DatabaseBackend::Sqlite, "REPLACE INTO calls");
+        assert!(or_fail(replace).is_err());
+    }
 }
