@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{call, call_event, call_revision, delivery};
-use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sea_query::{ArrayType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
     DatabaseTransaction, EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Statement,
+    Statement, Value,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -336,18 +336,13 @@ async fn lock_calls(txn: &DatabaseTransaction, incomings: &[&Incoming]) -> Resul
     keys.sort_unstable();
     keys.dedup();
     // One array parameter: the same statement text for every batch, prepared once.
-    let array = format!(
-        "{{{}}}",
-        keys.iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let keys: Vec<Value> = keys.into_iter().map(Value::from).collect();
+    let array = Value::Array(ArrayType::BigInt, Some(Box::new(keys)));
     txn.execute_raw(Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
         "SELECT count(pg_advisory_xact_lock(k)) FROM \
          (SELECT unnest(CAST($1 AS bigint[])) AS k ORDER BY k) AS ordered",
-        [array.into()],
+        [array],
     ))
     .await
     .map_err(unavailable)?;
