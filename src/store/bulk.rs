@@ -133,6 +133,11 @@ fn statement() -> Result<&'static str, AppError> {
 fn insert<E: EntityTrait>(next: &mut usize) -> Result<String, String> {
     let table = E::default().table_name().to_owned();
     let columns = columns::<E>();
+    if columns.len() > MAX_COLUMNS {
+        return Err(format!(
+            "{table} has more columns than one int8 of NULL bits holds"
+        ));
+    }
     let mut arrays = Vec::with_capacity(columns.len() + 1);
     let mut aliases = Vec::with_capacity(columns.len() + 1);
     let mut selected = Vec::with_capacity(columns.len());
@@ -165,8 +170,11 @@ fn insert<E: EntityTrait>(next: &mut usize) -> Result<String, String> {
     ))
 }
 
-/// The columns a batch writes: every one but a generated `id`. At most 63, so that one `int8`
-/// holds a row's NULL bits (the statement fails to build otherwise).
+/// The most columns a table written here may have: one `int8` holds a row's NULL bits.
+const MAX_COLUMNS: usize = 63;
+
+/// The columns a batch writes: every one but a generated `id`; at most [`MAX_COLUMNS`] (the
+/// statement fails to build otherwise).
 fn columns<E: EntityTrait>() -> Vec<E::Column> {
     E::Column::iter().filter(|c| c.as_str() != "id").collect()
 }
@@ -191,7 +199,7 @@ fn array_type(column: &ColumnType) -> Option<(&'static str, ArrayType)> {
 /// Rows as one array per column, in [`columns`] order, then each row's NULL bits.
 fn column_arrays<A: ActiveModelTrait>(rows: &[A]) -> Result<Vec<Value>, AppError> {
     let columns = columns::<A::Entity>();
-    if columns.len() > 63 {
+    if columns.len() > MAX_COLUMNS {
         return Err(AppError::Internal(
             "too many columns for one int8 of NULL bits".into(),
         ));
@@ -213,7 +221,8 @@ fn column_arrays<A: ActiveModelTrait>(rows: &[A]) -> Result<Vec<Value>, AppError
             })?;
             if value.array_type() != *ty {
                 return Err(AppError::Internal(format!(
-                    "{name}'s value {value:?} is not of its column's type"
+                    "{name}'s value is a {:?}, not its column's {ty:?}",
+                    value.array_type()
                 )));
             }
             if value.is_some() {
