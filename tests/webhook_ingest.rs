@@ -1,6 +1,8 @@
 //! DoubleTick deliveries in, calls out: every fixture, stored or refused, read back over GraphQL.
 mod common;
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use common::{Backend, CALL_FIELDS, TestApp, backends, fixture_bytes, fixture_json, fixture_names};
 use serde_json::{Value, json};
@@ -296,14 +298,14 @@ async fn sqlite_commits_reach_the_database_file_without_waiting_for_the_log_to_f
         .post_fixture("events/call-ended-outgoing-never-answered.json")
         .await;
     assert_eq!(status, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while size() <= 40_960 {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the database file stayed at {} bytes",
             size()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     app.finish().await;
 }

@@ -574,7 +574,7 @@ fn all_events_new(inserted: impl TryInto<usize>, events: usize) -> Result<(), Ap
     }
 }
 
-/// Appends log rows in one statement and returns their ids, in the order of `rows`.
+/// SQLite: appends log rows in one statement and returns their ids, in the order of `rows`.
 async fn log_many(
     txn: &DatabaseTransaction,
     rows: &[delivery::ActiveModel],
@@ -582,17 +582,13 @@ async fn log_many(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let backend = txn.get_database_backend();
     let mut insert = delivery::Entity::insert_many(rows.iter().cloned());
     insert.query().returning(Query::returning().columns([
         delivery::Column::Id,
         delivery::Column::Sha256,
         delivery::Column::Outcome,
     ]));
-    let mut statement = insert.build(backend);
-    if backend == DatabaseBackend::Sqlite {
-        statement = or_fail(statement)?;
-    }
+    let statement = or_fail(insert.build(DatabaseBackend::Sqlite))?;
     let returned = txn.query_all_raw(statement).await.map_err(unavailable)?;
     let written = returned
         .iter()
