@@ -142,7 +142,7 @@ async fn a_batch_stores_exactly_what_delivery_by_delivery_storing_does() {
         let (batched_db, batched_store) = migrated(&backend).await;
         let (single_db, single_store) = migrated(&backend).await;
         let batched = Ingestor::start(batched_store.clone(), 3);
-        let single = Ingestor::start(single_store.clone(), 3);
+        let single = Ingestor::one_by_one(single_store.clone());
 
         let mut revisions: Vec<usize> = Vec::new();
         for (round, incomings) in rounds.iter().enumerate() {
