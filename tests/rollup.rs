@@ -242,7 +242,71 @@ async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
             );
             assert_eq!(from_rollup, from_calls, "[{name}] {group_by} in {zone}");
         }
+        asking_for_one_measure_answers_what_asking_for_all_does(&app, name).await;
         app.finish().await;
+    }
+}
+
+/// The rollup computes only the measures a selection reads: each field asked alone (under
+/// the groups, or under the total while the groups ask for another) answers what it answers
+/// beside every other field. Every measure shows in this data (non-zero; the minimum is 0, not
+/// null), so one left out would.
+async fn asking_for_one_measure_answers_what_asking_for_all_does(app: &TestApp, name: &str) {
+    const FIELDS: [&str; 10] = [
+        "count",
+        "totalDurationSeconds",
+        "averageDurationSeconds",
+        "minDurationSeconds",
+        "maxDurationSeconds",
+        "withRecording",
+        "answeredCalls",
+        "missedCalls",
+        "rejectedCalls",
+        "answerRate",
+    ];
+    let ask = |total: &str, groups: &str| {
+        format!(
+            "query($f: CallFilter) {{ callStats(filter: $f, groupBy: [DAY], timeZone: \"America/New_York\") {{ \
+             total {{ {total} }} groups {{ key {{ period }} stats {{ {groups} }} }} }} }}"
+        )
+    };
+    let filter = json!({ "f": { "endedAt": { "from": "2025-03-09T05:00:00Z", "to": "2026-03-10T05:00:00Z" } } });
+    let all = FIELDS.join(" ");
+    let everything = app.query(&ask(&all, &all), filter.clone()).await;
+    let total = &everything["callStats"]["total"];
+    for field in FIELDS {
+        // A measure left out reads 0, or null for min/max (missed calls make the minimum 0).
+        let shown = total[field]
+            .as_f64()
+            .is_some_and(|v| v > 0.0 || field == "minDurationSeconds");
+        assert!(shown, "[{name}] {field} is non-zero in the data: {total}");
+    }
+    for field in FIELDS {
+        let alone = app.query(&ask(field, field), filter.clone()).await;
+        assert_eq!(
+            alone["callStats"]["total"][field], total[field],
+            "[{name}] total {field} asked alone"
+        );
+        let groups = everything["callStats"]["groups"]
+            .as_array()
+            .expect("groups");
+        let groups_alone = alone["callStats"]["groups"].as_array().expect("groups");
+        assert_eq!(groups.len(), groups_alone.len(), "[{name}] {field}");
+        for (a, b) in groups.iter().zip(groups_alone) {
+            assert_eq!(a["key"], b["key"], "[{name}] {field}");
+            assert_eq!(
+                a["stats"][field], b["stats"][field],
+                "[{name}] {field} of {}",
+                a["key"]
+            );
+        }
+        // The total is summed from the groups, so a measure the total asks for is computed
+        // even when the groups ask only for the count.
+        let total_only = app.query(&ask(field, "count"), filter.clone()).await;
+        assert_eq!(
+            total_only["callStats"]["total"][field], total[field],
+            "[{name}] total {field} with groups asking only the count"
+        );
     }
 }
 

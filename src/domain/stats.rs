@@ -82,6 +82,48 @@ pub struct StatsRequest {
     pub short_call_seconds: Option<i64>,
     /// Calls strictly longer than this are "long".
     pub long_call_seconds: Option<i64>,
+    /// The measures the asker reads; the others may be left zero (every one by default).
+    pub measures: Measures,
+}
+
+/// Which additive measures a statistics request needs besides the count, which is always
+/// computed (it decides which groups exist). A measure left out reads as zero (min/max as
+/// none): only for an asker that never reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Measures {
+    pub total_duration: bool,
+    pub min_max_duration: bool,
+    pub with_recording: bool,
+    pub answered: bool,
+    pub missed: bool,
+    pub rejected: bool,
+}
+
+impl Measures {
+    /// Every measure.
+    pub const ALL: Measures = Measures {
+        total_duration: true,
+        min_max_duration: true,
+        with_recording: true,
+        answered: true,
+        missed: true,
+        rejected: true,
+    };
+    /// Only the count.
+    pub const COUNT: Measures = Measures {
+        total_duration: false,
+        min_max_duration: false,
+        with_recording: false,
+        answered: false,
+        missed: false,
+        rejected: false,
+    };
+}
+
+impl Default for Measures {
+    fn default() -> Self {
+        Measures::ALL
+    }
 }
 
 impl StatsRequest {
@@ -115,7 +157,13 @@ impl StatsRequest {
             time_zone,
             short_call_seconds,
             long_call_seconds,
+            measures: Measures::ALL,
         })
+    }
+
+    /// The same request computing only `measures` (and the count).
+    pub fn with_measures(self, measures: Measures) -> StatsRequest {
+        StatsRequest { measures, ..self }
     }
 
     /// The same request without grouping: the totals.

@@ -81,7 +81,8 @@ impl Query {
         long_call_seconds: Option<i64>,
     ) -> GqlResult<CallStatsResult> {
         let store = ctx.data::<Store>()?;
-        let wanted = stats::wanted_percentiles(ctx.field());
+        let (total_percentiles, group_percentiles) = stats::wanted_percentiles(ctx.field());
+        let measures = stats::wanted_measures(ctx.field());
         stats::call_stats(
             store,
             filter,
@@ -89,7 +90,7 @@ impl Query {
             time_zone.as_deref().unwrap_or("UTC"),
             short_call_seconds,
             long_call_seconds,
-            wanted,
+            (total_percentiles, group_percentiles, measures),
         )
         .await
     }

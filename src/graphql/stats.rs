@@ -11,7 +11,7 @@ use super::types::CallDirection;
 use super::{GqlResult, gql};
 use crate::domain::Direction;
 use crate::domain::stats::{
-    self, Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, StatsRequest,
+    self, Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, Measures, StatsRequest,
 };
 use crate::error::AppError;
 use crate::store::Store;
@@ -351,6 +351,45 @@ impl CallStats {
     }
 }
 
+/// The measures a `callStats` selection reads, under `total` and under the groups' `stats`
+/// together (the total is summed from the groups). A field this does not know asks for every
+/// measure, so a field added later is never answered from a measure left out.
+pub fn wanted_measures(call_stats: SelectionField<'_>) -> Measures {
+    fn collect(stats: SelectionField<'_>, into: &mut Measures) {
+        for field in stats.selection_set() {
+            match field.name() {
+                "count" | "durationPercentile" | "durationHistogram" | "shortCalls"
+                | "longCalls" | "__typename" => {}
+                "totalDurationSeconds" | "averageDurationSeconds" => into.total_duration = true,
+                "minDurationSeconds" | "maxDurationSeconds" => into.min_max_duration = true,
+                "withRecording" => into.with_recording = true,
+                "answeredCalls" | "answerRate" => into.answered = true,
+                "missedCalls" => into.missed = true,
+                "rejectedCalls" => into.rejected = true,
+                _ => *into = Measures::ALL,
+            }
+        }
+    }
+    let mut measures = Measures::COUNT;
+    for field in call_stats.selection_set() {
+        match field.name() {
+            "total" => collect(field, &mut measures),
+            "groups" => {
+                for inner in field.selection_set() {
+                    match inner.name() {
+                        "stats" => collect(inner, &mut measures),
+                        "key" | "__typename" => {}
+                        _ => measures = Measures::ALL,
+                    }
+                }
+            }
+            "__typename" => {}
+            _ => measures = Measures::ALL,
+        }
+    }
+    measures
+}
+
 /// The percentiles a `callStats` selection asks for, read ahead so that each run computes
 /// them in one pass: `(under total, under groups)`. Values that are not valid percentiles are
 /// left out (their own field reports the error).
@@ -401,7 +440,7 @@ pub async fn call_stats(
     time_zone: &str,
     short_call_seconds: Option<i64>,
     long_call_seconds: Option<i64>,
-    (total_percentiles, group_percentiles): (Vec<f64>, Vec<f64>),
+    (total_percentiles, group_percentiles, measures): (Vec<f64>, Vec<f64>, Measures),
 ) -> GqlResult<CallStatsResult> {
     let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
     let dimensions = group_by
@@ -416,7 +455,8 @@ pub async fn call_stats(
         short_call_seconds,
         long_call_seconds,
     )
-    .map_err(gql)?;
+    .map_err(gql)?
+    .with_measures(measures);
     let totals_request = request.ungrouped();
     let (total, groups) = if request.group_by.is_empty() {
         (None, Vec::new())
