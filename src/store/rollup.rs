@@ -432,8 +432,8 @@ impl Store {
         } else {
             format!(" GROUP BY {}", key_list.join(", "))
         };
-        // Only the measures the asker reads: on a year of buckets each aggregate costs about
-        // as much as the scan (SQLite: 41–46 ms with all eight, 26–27 ms with three).
+        // Only the measures the asker reads: on a year of buckets the eight sums together cost
+        // about as much as the scan (SQLite: 41–46 ms with all eight, 26–27 ms with three).
         let m = request.measures;
         let sum = |wanted: bool, column: &str| {
             if wanted {
