@@ -82,7 +82,8 @@ pub struct StatsRequest {
     pub short_call_seconds: Option<i64>,
     /// Calls strictly longer than this are "long".
     pub long_call_seconds: Option<i64>,
-    /// The measures the asker reads; the others may be left zero (every one by default).
+    /// The measures the asker reads; the others may be left zero (every one unless
+    /// [`StatsRequest::with_measures`] narrows them).
     pub measures: Measures,
 }
 
@@ -118,12 +119,6 @@ impl Measures {
         missed: false,
         rejected: false,
     };
-}
-
-impl Default for Measures {
-    fn default() -> Self {
-        Measures::ALL
-    }
 }
 
 impl StatsRequest {
