@@ -80,6 +80,7 @@ async fn tables(url: &str) -> Vec<(String, Vec<String>)> {
         ("call_revisions", &["id", "replaced_at"][..]),
         ("deliveries", &["id"][..]),
         ("call_buckets", &[][..]),
+        ("call_half_hours", &[][..]),
     ] {
         let statement =
             Statement::from_string(db.get_database_backend(), format!("SELECT * FROM {table}"));

@@ -1,4 +1,5 @@
-//! The `call_buckets` rollup stays exactly equal to aggregating the `calls` table.
+//! The rollup's two tiers, `call_buckets` (15 minutes) and `call_half_hours`, stay exactly
+//! equal to aggregating the `calls` table.
 mod common;
 
 use std::collections::BTreeMap;
@@ -14,8 +15,11 @@ use serde_json::{Value, json};
 /// (bucket start, direction) → [calls, total duration, min, max, recorded, answered, missed, rejected].
 type Buckets = BTreeMap<(i64, String), [i64; 8]>;
 
-/// The rollup as it should be, computed here from every concluded call row.
-async fn aggregated_from_calls(url: &str) -> Buckets {
+/// A tier of the rollup: its table and its buckets' length in seconds.
+const TIERS: [(&str, i64); 2] = [("call_buckets", 900), ("call_half_hours", 1_800)];
+
+/// A tier of the rollup as it should be, computed here from every concluded call row.
+async fn aggregated_from_calls(url: &str, seconds: i64) -> Buckets {
     let db = Database::connect(url).await.expect("connect");
     let rows = call::Entity::find().all(&db).await.expect("calls");
     let _ = db.close().await;
@@ -23,7 +27,7 @@ async fn aggregated_from_calls(url: &str) -> Buckets {
     for row in rows {
         let Some(ended) = row.ended_at else { continue };
         let key = (
-            ended.timestamp().div_euclid(900) * 900,
+            ended.timestamp().div_euclid(seconds) * seconds,
             row.direction.clone().unwrap_or_default(),
         );
         let d = row.duration_seconds;
@@ -44,9 +48,34 @@ async fn aggregated_from_calls(url: &str) -> Buckets {
     buckets
 }
 
+/// The 15-minute tier as stored.
 async fn rollup(url: &str) -> Buckets {
+    stored_tier(url, TIERS[0].0).await
+}
+
+/// Both tiers as stored equal both tiers aggregated from the calls.
+async fn assert_both_tiers_equal_the_calls(url: &str, name: &str) {
+    for (table, seconds) in TIERS {
+        let stored = stored_tier(url, table).await;
+        assert!(!stored.is_empty(), "[{name}] {table} is empty");
+        assert_eq!(
+            stored,
+            aggregated_from_calls(url, seconds).await,
+            "[{name}] {table}"
+        );
+    }
+}
+
+async fn stored_tier(url: &str, table: &str) -> Buckets {
     let db = Database::connect(url).await.expect("connect");
-    let rows = call_bucket::Entity::find().all(&db).await.expect("buckets");
+    let rows = call_bucket::Entity::find()
+        .from_raw_sql(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT * FROM {table}"),
+        ))
+        .all(&db)
+        .await
+        .expect("buckets");
     let _ = db.close().await;
     rows.into_iter()
         .map(|b| {
@@ -104,7 +133,7 @@ async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates(
             after_inserts.len() > 50,
             "[{name}] calls spread over buckets"
         );
-        assert_eq!(after_inserts, aggregated_from_calls(&url).await, "[{name}]");
+        assert_both_tiers_equal_the_calls(&url, name).await;
 
         // A changed terminal redelivery: longer, recording dropped, ended in another bucket.
         let mut changed = fixture_json("events/call-ended-incoming-recorded.json");
@@ -127,7 +156,7 @@ async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates(
         assert_eq!(body["status"], "duplicate", "[{name}] {body}");
 
         let after_updates = rollup(&url).await;
-        assert_eq!(after_updates, aggregated_from_calls(&url).await, "[{name}]");
+        assert_both_tiers_equal_the_calls(&url, name).await;
         let old_bucket = (
             old_end.timestamp().div_euclid(900) * 900,
             "INCOMING".to_owned(),
@@ -161,7 +190,8 @@ async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
                 .await;
             assert_eq!(status, 200, "[{name}]");
         }
-        // Quarter-hour bounds: answered from the rollup. The same question with a filter
+        // Quarter-hour bounds: answered from the rollup (from its half-hour tier where the
+        // zone's offsets and the bounds are whole half hours). The same question with a filter
         // every call meets (duration >= 0) cannot use the rollup and reads the calls.
         // (from, to, groupBy, zone, direction filter): the rollup's per-direction rows serve
         // a DIRECTION dimension or filter, its every-direction rows serve the rest.
@@ -184,6 +214,14 @@ async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
                 "2025-10-30T04:00:00Z",
                 "2025-11-05T05:00:00Z",
                 json!(["HOUR"]),
+                "America/New_York",
+                Value::Null,
+            ),
+            // Bounds on quarters that are not half hours: the 15-minute tier.
+            (
+                "2025-06-01T04:15:00Z",
+                "2026-02-01T05:45:00Z",
+                json!(["DAY", "DIRECTION"]),
                 "America/New_York",
                 Value::Null,
             ),
@@ -384,7 +422,7 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
         assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");
         let buckets = rollup(&url).await;
         assert!(buckets.len() > 1_000, "[{name}] {} buckets", buckets.len());
-        assert_eq!(buckets, aggregated_from_calls(&url).await, "[{name}]");
+        assert_both_tiers_equal_the_calls(&url, name).await;
 
         // Into a table that holds calls: one transaction, the indexes kept as they are.
         let report = store
@@ -394,11 +432,7 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
         assert_eq!(report.calls, 700, "[{name}]");
         assert_eq!(counts(&url).await, (3_700, 3_000), "[{name}]");
         assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");
-        assert_eq!(
-            rollup(&url).await,
-            aggregated_from_calls(&url).await,
-            "[{name}]"
-        );
+        assert_both_tiers_equal_the_calls(&url, name).await;
         store.close().await;
     }
 }
@@ -418,7 +452,12 @@ async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
         assert!(result.is_err(), "[{name}] a repeated call id was loaded");
         assert_eq!(counts(&url).await, (0, 0), "[{name}]");
         assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");
-        assert!(rollup(&url).await.is_empty(), "[{name}]");
+        for (table, _) in TIERS {
+            assert!(
+                stored_tier(&url, table).await.is_empty(),
+                "[{name}] {table}"
+            );
+        }
         store.close().await;
     }
 }

@@ -8,6 +8,7 @@ mod m20261127_000004_create_deliveries;
 mod m20261127_000005_create_call_buckets;
 mod m20261127_000006_protect_deliveries;
 mod m20261127_000007_bucket_totals;
+mod m20261128_000008_create_call_half_hours;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_create_call_buckets::Migration),
             Box::new(m20261127_000006_protect_deliveries::Migration),
             Box::new(m20261127_000007_bucket_totals::Migration),
+            Box::new(m20261128_000008_create_call_half_hours::Migration),
         ]
     }
 }

@@ -4,7 +4,7 @@
 //! as there are batch sizes (one prepared statement per shape and table: a batch of 23 new
 //! calls took 13 statements). Here each column of each table travels as one typed array
 //! parameter (binary on the wire, so PostgreSQL parses nothing), zipped back into rows by
-//! `unnest`, and the four inserts (events, calls, log rows, rollup buckets) are one statement
+//! `unnest`, and the five inserts (events, calls, log rows, both rollup tiers) are one statement
 //! of data-modifying `WITH` clauses: one statement text for every batch, prepared once per
 //! connection, one round trip per batch.
 //!
@@ -21,7 +21,7 @@ use sea_orm::{
     DatabaseTransaction, EntityTrait, IdenStatic, Iterable, Statement, Value,
 };
 
-use super::rollup::MERGE;
+use super::rollup::{TIERS, merge};
 use super::unavailable;
 use crate::error::AppError;
 
@@ -56,20 +56,22 @@ pub(crate) struct Written {
 }
 
 /// Inserts new events (skipping ones already stored), new call rows, log rows, and adds the
-/// bucket sums to the rollup, in one statement.
+/// bucket sums to the rollup's two tiers (in [`TIERS`] order), in one statement.
 pub(crate) async fn write_new(
     txn: &DatabaseTransaction,
     events: &[call_event::ActiveModel],
     calls: &[call::ActiveModel],
     deliveries: &[delivery::ActiveModel],
-    buckets: Vec<call_bucket::Model>,
+    tiers: [Vec<call_bucket::Model>; 2],
 ) -> Result<Written, AppError> {
-    let buckets: Vec<call_bucket::ActiveModel> = buckets.into_iter().map(Into::into).collect();
     let mut values: Vec<Value> = Vec::new();
     values.extend(column_arrays(events)?);
     values.extend(column_arrays(calls)?);
     values.extend(column_arrays(deliveries)?);
-    values.extend(column_arrays(&buckets)?);
+    for buckets in tiers {
+        let buckets: Vec<call_bucket::ActiveModel> = buckets.into_iter().map(Into::into).collect();
+        values.extend(column_arrays(&buckets)?);
+    }
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
@@ -99,28 +101,41 @@ pub(crate) async fn write_new(
     Ok(written)
 }
 
-/// The batch statement: the events', calls', log rows' and bucket sums' column arrays, in that
-/// order, each table's followed by its NULL bits. Data-modifying `WITH` clauses all run to
+/// The batch statement: the events', calls', log rows' and both tiers' bucket sums' column
+/// arrays, in that order, each table's followed by its NULL bits. Data-modifying `WITH` clauses all run to
 /// completion whatever the final `SELECT` reads. It answers one row per log row, each with the
 /// count of new events.
 fn statement() -> Result<&'static str, AppError> {
     static SQL: OnceLock<Result<String, String>> = OnceLock::new();
     SQL.get_or_init(|| {
-        let merge = MERGE
-            .iter()
-            .map(|(column, merged)| format!("{column} = {merged}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut next = 1;
-        let events = insert::<call_event::Entity>(&mut next)?;
-        let calls = insert::<call::Entity>(&mut next)?;
-        let deliveries = insert::<delivery::Entity>(&mut next)?;
-        let buckets = insert::<call_bucket::Entity>(&mut next)?;
+        let events = insert::<call_event::Entity>(None, &mut next)?;
+        let calls = insert::<call::Entity>(None, &mut next)?;
+        let deliveries = insert::<delivery::Entity>(None, &mut next)?;
+        // Each tier's upsert reads the count of the one before, so it starts only after that
+        // one has locked all its rows: every writer locks the tiers in `TIERS` order. (Left
+        // to itself PostgreSQL runs unread `WITH` clauses in no documented order.)
+        let mut tiers = String::new();
+        for (i, tier) in TIERS.into_iter().enumerate() {
+            let buckets = insert::<call_bucket::Entity>(Some(tier.table), &mut next)?;
+            let after = match i {
+                0 => String::new(),
+                _ => format!(" WHERE (SELECT count(*) FROM added{}) >= 0", i - 1),
+            };
+            let merge = merge(tier.table)
+                .iter()
+                .map(|(column, merged)| format!("{column} = {merged}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tiers.push_str(&format!(
+                ", added{i} AS ({buckets}{after} ON CONFLICT (bucket_start, direction) \
+                 DO UPDATE SET {merge} RETURNING 1)"
+            ));
+        }
         Ok(format!(
             "WITH new_events AS ({events} ON CONFLICT (call_id, fingerprint) DO NOTHING RETURNING 1), \
              new_calls AS ({calls}), \
-             logged AS ({deliveries} RETURNING id, sha256, outcome), \
-             added AS ({buckets} ON CONFLICT (bucket_start, direction) DO UPDATE SET {merge}) \
+             logged AS ({deliveries} RETURNING id, sha256, outcome){tiers} \
              SELECT id, sha256, outcome, (SELECT count(*) FROM new_events) FROM logged"
         ))
     })
@@ -129,9 +144,10 @@ fn statement() -> Result<&'static str, AppError> {
 }
 
 /// `INSERT INTO t (columns) SELECT columns FROM unnest($n::type[], …, $m::int8[]) AS r(…)`, a
-/// nullable column read as NULL where its bit is set; `next` is the first parameter's number.
-fn insert<E: EntityTrait>(next: &mut usize) -> Result<String, String> {
-    let table = E::default().table_name().to_owned();
+/// nullable column read as NULL where its bit is set; `t` is `table` if given, else `E`'s;
+/// `next` is the first parameter's number.
+fn insert<E: EntityTrait>(table: Option<&str>, next: &mut usize) -> Result<String, String> {
+    let table = table.unwrap_or(E::default().table_name()).to_owned();
     let columns = columns::<E>();
     if columns.len() > MAX_COLUMNS {
         return Err(format!(
@@ -341,7 +357,13 @@ mod tests {
     #[test]
     fn the_statement_writes_every_column_once_per_table_from_typed_arrays() {
         let sql = statement().expect("every column has an array type");
-        for table in ["call_events", "calls", "deliveries", "call_buckets"] {
+        for table in [
+            "call_events",
+            "calls",
+            "deliveries",
+            "call_buckets",
+            "call_half_hours",
+        ] {
             assert!(sql.contains(&format!("INSERT INTO {table} (")), "{table}");
         }
         assert!(!sql.contains("\"id\""));
@@ -352,6 +374,7 @@ mod tests {
             columns::<call_event::Entity>().len(),
             columns::<call::Entity>().len(),
             columns::<delivery::Entity>().len(),
+            columns::<call_bucket::Entity>().len(),
             columns::<call_bucket::Entity>().len(),
         ]
         .iter()
@@ -372,7 +395,8 @@ mod tests {
                     .count(),
                 call_bucket::Column::iter()
                     .filter(|c| c.def().is_null())
-                    .count(),
+                    .count()
+                    * 2,
             ]
             .iter()
             .sum::<usize>()

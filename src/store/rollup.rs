@@ -8,11 +8,17 @@
 //! quarter-hour bounds) and direction are answered from ~35 000 bucket rows a year instead
 //! of every call.
 //!
-//! The table is kept exactly equal to aggregating `calls`, in the transaction that writes
-//! the call: a newly concluded call is added to its bucket (an upsert); a concluded call
-//! that changes has the buckets it left and entered recomputed from `calls` (rare, and
-//! exact for min/max too). The migration that creates the table fills it from the calls
-//! already stored; `calltrail seed` rebuilds it after loading.
+//! A second tier, `call_half_hours`, holds the same rows summed per 30 minutes. Nearly every
+//! zone's offsets are whole half hours (New York, Kolkata, UTC; not Kathmandu's +05:45), and
+//! for those, with bounds on half hours too, a question reads the half-hour tier: half the
+//! rows.
+//!
+//! Both tiers are kept exactly equal to aggregating `calls`, in the transaction that writes
+//! the call: a newly concluded call is added to its bucket in each tier (an upsert); a
+//! concluded call that changes has the buckets it left and entered recomputed from `calls`,
+//! and their half hours from those buckets (rare, and exact for min/max too). The migrations
+//! that create the tables fill them from what is already stored; `calltrail seed` rebuilds
+//! both after loading.
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -20,8 +26,8 @@ use entity::{call, call_bucket};
 use sea_orm::ActiveValue;
 use sea_orm::sea_query::{Alias, Expr, OnConflict};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryResult, Statement,
-    Value,
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryResult, QueryTrait,
+    Statement, Value,
 };
 
 use super::{Store, internal, pow2_chunks, unavailable};
@@ -34,6 +40,43 @@ use crate::error::AppError;
 
 /// Length of one bucket, in seconds.
 pub const BUCKET_SECONDS: i64 = 900;
+
+/// One tier of the rollup: a table of bucket rows (`call_bucket::Model`s) of one length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tier {
+    pub table: &'static str,
+    pub seconds: i64,
+}
+
+/// The 15-minute buckets, which every zone's offsets divide into.
+pub(crate) const QUARTERS: Tier = Tier {
+    table: "call_buckets",
+    seconds: BUCKET_SECONDS,
+};
+
+/// The quarters summed per half hour: what zones with whole-half-hour offsets read.
+pub(crate) const HALF_HOURS: Tier = Tier {
+    table: "call_half_hours",
+    seconds: 2 * BUCKET_SECONDS,
+};
+
+/// Both tiers, in the order every writer locks their rows: half hours first, then quarters,
+/// each tier's rows by key. (PostgreSQL's batch statement runs its half-hour upsert first
+/// too; two writers locking in opposite orders would deadlock.)
+pub(crate) const TIERS: [Tier; 2] = [HALF_HOURS, QUARTERS];
+
+impl Tier {
+    /// The start of the bucket of this tier that holds `seconds`.
+    fn floor(self, seconds: i64) -> i64 {
+        seconds.div_euclid(self.seconds) * self.seconds
+    }
+
+    /// [`Tier::floor`] of `column`, as SQL (floored, not truncated, before 1970 too).
+    fn floor_sql(self, column: &str) -> String {
+        let n = self.seconds;
+        format!("({column} - ((({column} % {n}) + {n}) % {n}))")
+    }
+}
 
 /// The `direction` of a bucket's every-direction row.
 const ALL_DIRECTIONS: &str = "*";
@@ -115,13 +158,16 @@ pub(crate) async fn record_change(
     match (before, after) {
         (None, Some(added)) => add(txn, std::slice::from_ref(&added)).await,
         (Some(left), entered) => {
-            recompute(txn, left.bucket_start).await?;
-            match entered {
-                Some(e) if e.bucket_start != left.bucket_start => {
-                    recompute(txn, e.bucket_start).await
+            for tier in TIERS {
+                let mut starts = vec![tier.floor(left.bucket_start)];
+                starts.extend(entered.as_ref().map(|e| tier.floor(e.bucket_start)));
+                starts.sort_unstable();
+                starts.dedup();
+                for start in starts {
+                    recompute(txn, tier, start).await?;
                 }
-                _ => Ok(()),
             }
+            Ok(())
         }
         (None, None) => Ok(()),
     }
@@ -138,65 +184,58 @@ pub(crate) async fn record_new_calls(
     add(txn, &added).await
 }
 
-/// What many new call rows add to the rollup, as bucket rows with distinct keys, to be merged
-/// into the stored ones with [`MERGE`] (PostgreSQL's batch writes it in the same statement as
-/// the calls).
-pub(crate) fn new_call_sums(new: &[call::ActiveModel]) -> Vec<call_bucket::Model> {
+/// What many new call rows add to each tier of the rollup (in [`TIERS`] order), as bucket rows with distinct keys, to be merged into the stored ones with
+/// [`merge`] (PostgreSQL's batch writes them in the same statement as the calls).
+pub(crate) fn new_call_sums(new: &[call::ActiveModel]) -> [Vec<call_bucket::Model>; 2] {
     let added: Vec<Contribution> = new.iter().filter_map(Contribution::of_active).collect();
-    sums(&added)
+    TIERS.map(|tier| sums(&added, tier))
 }
 
 /// Most bucket rows in one upsert: ten bound values a row, well under SQLite's 32 766 and
 /// PostgreSQL's 65 535 parameters.
 const UPSERT_ROWS: usize = 3_000;
 
-/// How an upsert combines a bucket row with the stored one of the same key, column by column:
-/// counts and sums add, min and max compare. `call_buckets` is the stored row, `excluded` the
-/// new one.
-pub(crate) const MERGE: [(&str, &str); 8] = [
-    ("calls", "call_buckets.calls + excluded.calls"),
-    (
-        "total_duration_seconds",
-        "call_buckets.total_duration_seconds + excluded.total_duration_seconds",
-    ),
-    (
-        "min_duration_seconds",
-        "CASE WHEN excluded.min_duration_seconds < call_buckets.min_duration_seconds \
-         THEN excluded.min_duration_seconds ELSE call_buckets.min_duration_seconds END",
-    ),
-    (
-        "max_duration_seconds",
-        "CASE WHEN excluded.max_duration_seconds > call_buckets.max_duration_seconds \
-         THEN excluded.max_duration_seconds ELSE call_buckets.max_duration_seconds END",
-    ),
-    (
-        "with_recording",
-        "call_buckets.with_recording + excluded.with_recording",
-    ),
-    ("answered", "call_buckets.answered + excluded.answered"),
-    ("missed", "call_buckets.missed + excluded.missed"),
-    ("rejected", "call_buckets.rejected + excluded.rejected"),
-];
+/// How an upsert into `table` combines a bucket row with the stored one of the same key,
+/// column by column: counts and sums add, min and max compare. `table` is the stored row,
+/// `excluded` the new one.
+pub(crate) fn merge(table: &str) -> [(&'static str, String); 8] {
+    let add = |c: &str| format!("{table}.{c} + excluded.{c}");
+    let pick = |c: &str, op: &str| {
+        format!("CASE WHEN excluded.{c} {op} {table}.{c} THEN excluded.{c} ELSE {table}.{c} END")
+    };
+    [
+        ("calls", add("calls")),
+        ("total_duration_seconds", add("total_duration_seconds")),
+        ("min_duration_seconds", pick("min_duration_seconds", "<")),
+        ("max_duration_seconds", pick("max_duration_seconds", ">")),
+        ("with_recording", add("with_recording")),
+        ("answered", add("answered")),
+        ("missed", add("missed")),
+        ("rejected", add("rejected")),
+    ]
+}
 
-/// Adds contributions to their buckets.
+/// Adds contributions to their buckets, in each tier.
 async fn add(txn: &DatabaseTransaction, added: &[Contribution]) -> Result<(), AppError> {
-    let rows = sums(added);
-    for chunk in pow2_chunks(&rows, UPSERT_ROWS) {
-        upsert(txn, chunk).await?;
+    for tier in TIERS {
+        let rows = sums(added, tier);
+        for chunk in pow2_chunks(&rows, UPSERT_ROWS) {
+            upsert(txn, tier, chunk).await?;
+        }
     }
     Ok(())
 }
 
-/// Contributions summed per bucket key, exactly as [`MERGE`] combines a row with the stored
-/// one, so no statement touches a key twice (PostgreSQL refuses that in one
+/// Contributions summed per bucket key of `tier`, exactly as [`merge`] combines a row with
+/// the stored one, so no statement touches a key twice (PostgreSQL refuses that in one
 /// `ON CONFLICT DO UPDATE`). Ordered by key, so concurrent writers lock bucket rows in the
 /// same order.
-fn sums(added: &[Contribution]) -> Vec<call_bucket::Model> {
+fn sums(added: &[Contribution], tier: Tier) -> Vec<call_bucket::Model> {
     let flag = |b: bool| i64::from(b);
     let mut sums: BTreeMap<(i64, String), call_bucket::Model> = BTreeMap::new();
     let keys = added.iter().flat_map(|c| {
         [c.direction.clone(), ALL_DIRECTIONS.to_owned()]
-            .map(|direction| (c, (c.bucket_start, direction)))
+            .map(|direction| (c, (tier.floor(c.bucket_start), direction)))
     });
     for (c, key) in keys {
         match sums.get_mut(&key) {
@@ -214,7 +253,7 @@ fn sums(added: &[Contribution]) -> Vec<call_bucket::Model> {
                 sums.insert(
                     key.clone(),
                     call_bucket::Model {
-                        bucket_start: c.bucket_start,
+                        bucket_start: key.0,
                         direction: key.1,
                         calls: 1,
                         total_duration_seconds: c.duration,
@@ -232,8 +271,12 @@ fn sums(added: &[Contribution]) -> Vec<call_bucket::Model> {
     sums.into_values().collect()
 }
 
-/// One multi-row upsert of bucket sums with distinct keys.
-async fn upsert(txn: &DatabaseTransaction, rows: &[call_bucket::Model]) -> Result<(), AppError> {
+/// One multi-row upsert of bucket sums with distinct keys into `tier`'s table.
+async fn upsert(
+    txn: &DatabaseTransaction,
+    tier: Tier,
+    rows: &[call_bucket::Model],
+) -> Result<(), AppError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -241,14 +284,15 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[call_bucket::Model]) -> Resul
         call_bucket::Column::BucketStart,
         call_bucket::Column::Direction,
     ]);
-    for (column, merged) in MERGE {
+    for (column, merged) in merge(tier.table) {
         on_conflict.value(Alias::new(column), Expr::cust(merged));
     }
-    call_bucket::Entity::insert_many(rows.iter().cloned().map(call_bucket::ActiveModel::from))
-        .on_conflict(on_conflict)
-        .exec_without_returning(txn)
-        .await
-        .map_err(unavailable)?;
+    let mut insert =
+        call_bucket::Entity::insert_many(rows.iter().cloned().map(call_bucket::ActiveModel::from))
+            .on_conflict(on_conflict)
+            .into_query();
+    insert.into_table(Alias::new(tier.table));
+    txn.execute(&insert).await.map_err(unavailable)?;
     Ok(())
 }
 
@@ -263,20 +307,25 @@ const MEASURES: &str = "COUNT(*), CAST(SUM(duration_seconds) AS BIGINT), \
 const COLUMNS: &str = "bucket_start, direction, calls, total_duration_seconds, \
     min_duration_seconds, max_duration_seconds, with_recording, answered, missed, rejected";
 
-/// Replaces bucket `start`'s rows by aggregating the calls that ended in it.
-async fn recompute(txn: &DatabaseTransaction, start: i64) -> Result<(), AppError> {
+/// The measures of a set of bucket rows, as SQL over a tier.
+const ROLLED_UP: &str = "SUM(calls), SUM(total_duration_seconds), MIN(min_duration_seconds), \
+    MAX(max_duration_seconds), SUM(with_recording), SUM(answered), SUM(missed), SUM(rejected)";
+
+/// Replaces the rows of `tier`'s bucket `start` by aggregating the calls that ended in it.
+async fn recompute(txn: &DatabaseTransaction, tier: Tier, start: i64) -> Result<(), AppError> {
     let backend = txn.get_database_backend();
     let p = |i: usize| placeholder(backend, i);
+    let table = tier.table;
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
-        format!("DELETE FROM call_buckets WHERE bucket_start = {}", p(1)),
+        format!("DELETE FROM {table} WHERE bucket_start = {}", p(1)),
         [start.into()],
     ))
     .await
     .map_err(unavailable)?;
     let from = DateTime::<Utc>::from_timestamp(start, 0)
         .ok_or_else(|| AppError::Internal(format!("bucket {start} out of range")))?;
-    let to = from + Duration::seconds(BUCKET_SECONDS);
+    let to = from + Duration::seconds(tier.seconds);
     // One row per direction, then the bucket's every-direction row (none for an empty bucket).
     let rows = [
         (
@@ -289,7 +338,7 @@ async fn recompute(txn: &DatabaseTransaction, start: i64) -> Result<(), AppError
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
             format!(
-                "INSERT INTO call_buckets ({COLUMNS}) SELECT {}, {direction}, {MEASURES} \
+                "INSERT INTO {table} ({COLUMNS}) SELECT {}, {direction}, {MEASURES} \
                  FROM calls WHERE ended_at IS NOT NULL AND ended_at >= {} AND ended_at < {} \
                  {grouping}",
                 p(1),
@@ -320,7 +369,7 @@ fn epoch_seconds(backend: DatabaseBackend) -> &'static str {
 }
 
 impl Store {
-    /// Rebuilds the whole rollup from `calls` (after a bulk load).
+    /// Rebuilds the whole rollup, both tiers, from `calls` (after a bulk load).
     pub async fn rebuild_rollup(&self) -> Result<(), AppError> {
         let backend = self.backend();
         let epoch = epoch_seconds(backend);
@@ -341,9 +390,18 @@ impl Store {
         // per bucket), instead of a second pass over the calls.
         txn.execute_unprepared(&format!(
             "INSERT INTO call_buckets ({COLUMNS}) SELECT bucket_start, '{ALL_DIRECTIONS}', \
-             SUM(calls), SUM(total_duration_seconds), MIN(min_duration_seconds), \
-             MAX(max_duration_seconds), SUM(with_recording), SUM(answered), SUM(missed), \
-             SUM(rejected) FROM call_buckets GROUP BY bucket_start"
+             {ROLLED_UP} FROM call_buckets GROUP BY bucket_start"
+        ))
+        .await
+        .map_err(unavailable)?;
+        txn.execute_unprepared(&format!("DELETE FROM {}", HALF_HOURS.table))
+            .await
+            .map_err(unavailable)?;
+        txn.execute_unprepared(&format!(
+            "INSERT INTO {} ({COLUMNS}) SELECT {} AS h, direction, {ROLLED_UP} \
+             FROM call_buckets GROUP BY h, direction",
+            HALF_HOURS.table,
+            HALF_HOURS.floor_sql("bucket_start"),
         ))
         .await
         .map_err(unavailable)?;
@@ -392,7 +450,7 @@ impl Store {
             (Some(lo), Some(hi)) => offset_segments(request.time_zone, lo, hi + BUCKET_SECONDS - 1),
             _ => Vec::new(),
         };
-        Ok(quarter_hour_aligned(&segments).then_some(segments))
+        Ok(aligned(&segments, QUARTERS).then_some(segments))
     }
 
     /// The groups of `request` computed from the rollup, before zero-filling and sorting;
@@ -402,9 +460,9 @@ impl Store {
         request: &StatsRequest,
         segments: &[OffsetSegment],
     ) -> Result<Option<Vec<StatsGroup>>, AppError> {
-        if !answerable(request) || !quarter_hour_aligned(segments) {
+        let Some(tier) = tier_for(request, segments) else {
             return Ok(None);
-        }
+        };
         let backend = self.backend();
         let offset = super::stats::offset_case(segments, "bucket_start");
         let local = format!("(bucket_start + {offset})");
@@ -449,13 +507,14 @@ impl Store {
         };
         let sql = format!(
             "SELECT {select_keys}{}, {}, {min}, {max}, {}, {}, {}, {} \
-             FROM call_buckets WHERE {condition}{group}",
+             FROM {} WHERE {condition}{group}",
             sum(true, "calls"),
             sum(m.total_duration, "total_duration_seconds"),
             sum(m.with_recording, "with_recording"),
             sum(m.answered, "answered"),
             sum(m.missed, "missed"),
             sum(m.rejected, "rejected"),
+            tier.table,
         );
         let statement = Statement::from_sql_and_values(backend, sql, values);
         let rows = if backend == DatabaseBackend::Postgres && !keys.is_empty() {
@@ -507,31 +566,48 @@ fn answerable(request: &StatsRequest) -> bool {
         .group_by
         .iter()
         .all(|d| d.period().is_some() || *d == Dimension::Direction);
-    let on_quarter = |t: Option<DateTime<Utc>>| {
-        t.is_none_or(|t| {
-            t.timestamp().rem_euclid(BUCKET_SECONDS) == 0 && t.timestamp_subsec_nanos() == 0
-        })
-    };
     let filter_ok = CallFilter {
         ended_at: request.filter.ended_at,
         direction: request.filter.direction,
         ..CallFilter::default()
-    } == request.filter
-        && request
-            .filter
-            .ended_at
-            .is_none_or(|r| on_quarter(r.from) && on_quarter(r.to));
+    } == request.filter;
     dimensions_ok
         && filter_ok
+        && bounds_on(request, QUARTERS)
         && request.short_call_seconds.is_none()
         && request.long_call_seconds.is_none()
 }
 
-/// Whether every offset and transition falls on a quarter hour, so no bucket straddles two offsets.
-fn quarter_hour_aligned(segments: &[OffsetSegment]) -> bool {
+/// The coarsest tier whose buckets fit both the zone's offsets over `segments` and the
+/// request's bounds; `None` when the rollup cannot answer `request`.
+fn tier_for(request: &StatsRequest, segments: &[OffsetSegment]) -> Option<Tier> {
+    if !answerable(request) {
+        return None;
+    }
+    [HALF_HOURS, QUARTERS]
+        .into_iter()
+        .find(|&tier| aligned(segments, tier) && bounds_on(request, tier))
+}
+
+/// Whether the request's `endedAt` bounds, if any, fall on bucket starts of `tier`.
+fn bounds_on(request: &StatsRequest, tier: Tier) -> bool {
+    let on = |t: Option<DateTime<Utc>>| {
+        t.is_none_or(|t| {
+            t.timestamp().rem_euclid(tier.seconds) == 0 && t.timestamp_subsec_nanos() == 0
+        })
+    };
+    request
+        .filter
+        .ended_at
+        .is_none_or(|r| on(r.from) && on(r.to))
+}
+
+/// Whether every offset and transition falls on a bucket start of `tier`, so no bucket
+/// straddles two offsets or two local days.
+fn aligned(segments: &[OffsetSegment], tier: Tier) -> bool {
     segments.iter().enumerate().all(|(i, s)| {
-        s.offset_seconds.rem_euclid(BUCKET_SECONDS) == 0
-            && (i == 0 || s.from.rem_euclid(BUCKET_SECONDS) == 0)
+        s.offset_seconds.rem_euclid(tier.seconds) == 0
+            && (i == 0 || s.from.rem_euclid(tier.seconds) == 0)
     })
 }
 
@@ -602,4 +678,62 @@ fn month_of_day(day: i64) -> i64 {
     use chrono::Datelike;
     let date = NaiveDate::default() + Duration::days(day);
     i64::from(date.year()) * 12 + i64::from(date.month0())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono_tz::Tz;
+
+    use super::*;
+    use crate::domain::TimeRange;
+
+    fn request(zone: Tz, from: &str, to: &str) -> StatsRequest {
+        StatsRequest {
+            filter: CallFilter {
+                ended_at: Some(TimeRange {
+                    from: Some(from.parse().expect("instant")),
+                    to: Some(to.parse().expect("instant")),
+                }),
+                ..CallFilter::default()
+            },
+            group_by: vec![Dimension::Day],
+            time_zone: zone,
+            short_call_seconds: None,
+            long_call_seconds: None,
+            measures: crate::domain::stats::Measures::ALL,
+        }
+    }
+
+    fn tier(zone: Tz, from: &str, to: &str) -> Option<Tier> {
+        let r = request(zone, from, to);
+        let range = r.filter.ended_at.expect("range");
+        let (from, to) = (range.from.expect("from"), range.to.expect("to"));
+        let segments = offset_segments(zone, from.timestamp(), to.timestamp());
+        tier_for(&r, &segments)
+    }
+
+    #[test]
+    fn the_coarsest_tier_that_fits_the_zone_and_the_bounds_answers() {
+        let year = ("2025-03-01T05:00:00Z", "2026-03-01T05:00:00Z");
+        // Whole-hour and half-hour offsets, DST included: half hours.
+        for zone in [Tz::America__New_York, Tz::Asia__Kolkata, Tz::UTC] {
+            assert_eq!(tier(zone, year.0, year.1), Some(HALF_HOURS), "{zone}");
+        }
+        // +05:45: quarters.
+        assert_eq!(tier(Tz::Asia__Kathmandu, year.0, year.1), Some(QUARTERS));
+        // A bound on a quarter that is not a half hour: quarters.
+        assert_eq!(
+            tier(Tz::America__New_York, "2025-03-01T05:15:00Z", year.1),
+            Some(QUARTERS)
+        );
+        assert_eq!(
+            tier(Tz::America__New_York, year.0, "2026-03-01T04:45:00Z"),
+            Some(QUARTERS)
+        );
+        // A bound inside a quarter: no tier; the calls answer.
+        assert_eq!(
+            tier(Tz::America__New_York, "2025-03-01T05:05:00Z", year.1),
+            None
+        );
+    }
 }

@@ -238,6 +238,7 @@ impl Store {
             execute_on(self, "ANALYZE calls").await?;
             execute_on(self, "ANALYZE call_events").await?;
             execute_on(self, "ANALYZE call_buckets").await?;
+            execute_on(self, "ANALYZE call_half_hours").await?;
         } else {
             execute_on(self, "ANALYZE").await?;
             // Move the load from the write-ahead log into the database file, so readers do
