@@ -50,3 +50,37 @@ fn index(
     }
     stmt.to_owned()
 }
+
+/// A rollup tier's table (`call_buckets`, `call_half_hours`): per bucket start (epoch
+/// seconds) and direction, the count and sums of the calls that ended in the bucket.
+fn bucket_table(table: &str) -> TableCreateStatement {
+    let count = |c: &str| {
+        ColumnDef::new(Alias::new(c))
+            .big_integer()
+            .not_null()
+            .to_owned()
+    };
+    let mut stmt = Table::create();
+    stmt.table(Alias::new(table))
+        .if_not_exists()
+        .col(count("bucket_start"))
+        .col(ColumnDef::new(Alias::new("direction")).string().not_null());
+    for measure in [
+        "calls",
+        "total_duration_seconds",
+        "min_duration_seconds",
+        "max_duration_seconds",
+        "with_recording",
+        "answered",
+        "missed",
+        "rejected",
+    ] {
+        stmt.col(count(measure));
+    }
+    stmt.primary_key(
+        Index::create()
+            .col(Alias::new("bucket_start"))
+            .col(Alias::new("direction")),
+    )
+    .to_owned()
+}

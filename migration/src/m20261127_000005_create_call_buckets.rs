@@ -9,51 +9,11 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden, Clone, Copy)]
-enum CallBuckets {
-    Table,
-    BucketStart,
-    Direction,
-    Calls,
-    TotalDurationSeconds,
-    MinDurationSeconds,
-    MaxDurationSeconds,
-    WithRecording,
-    Answered,
-    Missed,
-    Rejected,
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let count = |c: CallBuckets| ColumnDef::new(c).big_integer().not_null().to_owned();
         manager
-            .create_table(
-                Table::create()
-                    .table(CallBuckets::Table)
-                    .if_not_exists()
-                    .col(
-                        ColumnDef::new(CallBuckets::BucketStart)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(CallBuckets::Direction).string().not_null())
-                    .col(count(CallBuckets::Calls))
-                    .col(count(CallBuckets::TotalDurationSeconds))
-                    .col(count(CallBuckets::MinDurationSeconds))
-                    .col(count(CallBuckets::MaxDurationSeconds))
-                    .col(count(CallBuckets::WithRecording))
-                    .col(count(CallBuckets::Answered))
-                    .col(count(CallBuckets::Missed))
-                    .col(count(CallBuckets::Rejected))
-                    .primary_key(
-                        Index::create()
-                            .col(CallBuckets::BucketStart)
-                            .col(CallBuckets::Direction),
-                    )
-                    .to_owned(),
-            )
+            .create_table(super::bucket_table("call_buckets"))
             .await?;
         let backend = manager.get_database_backend();
         let sql = backfill_sql(backend);
@@ -63,7 +23,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(CallBuckets::Table).to_owned())
+            .drop_table(Table::drop().table(Alias::new("call_buckets")).to_owned())
             .await
     }
 }

@@ -7,51 +7,11 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden, Clone, Copy)]
-enum CallHalfHours {
-    Table,
-    BucketStart,
-    Direction,
-    Calls,
-    TotalDurationSeconds,
-    MinDurationSeconds,
-    MaxDurationSeconds,
-    WithRecording,
-    Answered,
-    Missed,
-    Rejected,
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let count = |c: CallHalfHours| ColumnDef::new(c).big_integer().not_null().to_owned();
         manager
-            .create_table(
-                Table::create()
-                    .table(CallHalfHours::Table)
-                    .if_not_exists()
-                    .col(
-                        ColumnDef::new(CallHalfHours::BucketStart)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(CallHalfHours::Direction).string().not_null())
-                    .col(count(CallHalfHours::Calls))
-                    .col(count(CallHalfHours::TotalDurationSeconds))
-                    .col(count(CallHalfHours::MinDurationSeconds))
-                    .col(count(CallHalfHours::MaxDurationSeconds))
-                    .col(count(CallHalfHours::WithRecording))
-                    .col(count(CallHalfHours::Answered))
-                    .col(count(CallHalfHours::Missed))
-                    .col(count(CallHalfHours::Rejected))
-                    .primary_key(
-                        Index::create()
-                            .col(CallHalfHours::BucketStart)
-                            .col(CallHalfHours::Direction),
-                    )
-                    .to_owned(),
-            )
+            .create_table(super::bucket_table("call_half_hours"))
             .await?;
         // Floored, not truncated, so a bucket before 1970 joins its own half hour.
         manager
@@ -70,7 +30,11 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(CallHalfHours::Table).to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("call_half_hours"))
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -15,10 +15,10 @@
 //!
 //! Both tiers are kept exactly equal to aggregating `calls`, in the transaction that writes
 //! the call: a newly concluded call is added to its bucket in each tier (an upsert); a
-//! concluded call that changes has the buckets it left and entered recomputed from `calls`,
-//! and their half hours from those buckets (rare, and exact for min/max too). The migrations
-//! that create the tables fill them from what is already stored; `calltrail seed` rebuilds
-//! both after loading.
+//! concluded call that changes has the buckets it left and entered recomputed from `calls`
+//! in each tier (rare, and exact for min/max too). Every writer locks the tiers' rows in one
+//! order ([`TIERS`]). The migrations that create the tables fill them from what is already
+//! stored; `calltrail seed` rebuilds both after loading.
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -184,8 +184,9 @@ pub(crate) async fn record_new_calls(
     add(txn, &added).await
 }
 
-/// What many new call rows add to each tier of the rollup (in [`TIERS`] order), as bucket rows with distinct keys, to be merged into the stored ones with
-/// [`merge`] (PostgreSQL's batch writes them in the same statement as the calls).
+/// What many new call rows add to each tier of the rollup (in [`TIERS`] order), as bucket
+/// rows with distinct keys, to be merged into the stored ones with [`merge`] (PostgreSQL's
+/// batch writes them in the same statement as the calls).
 pub(crate) fn new_call_sums(new: &[call::ActiveModel]) -> [Vec<call_bucket::Model>; 2] {
     let added: Vec<Contribution> = new.iter().filter_map(Contribution::of_active).collect();
     TIERS.map(|tier| sums(&added, tier))
