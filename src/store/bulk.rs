@@ -102,9 +102,9 @@ pub(crate) async fn write_new(
 }
 
 /// The batch statement: the events', calls', log rows' and both tiers' bucket sums' column
-/// arrays, in that order, each table's followed by its NULL bits. Data-modifying `WITH` clauses all run to
-/// completion whatever the final `SELECT` reads. It answers one row per log row, each with the
-/// count of new events.
+/// arrays, in that order, each table's followed by its NULL bits. Data-modifying `WITH`
+/// clauses all run to completion whatever the final `SELECT` reads. It answers one row per log
+/// row, each with the count of new events.
 fn statement() -> Result<&'static str, AppError> {
     static SQL: OnceLock<Result<String, String>> = OnceLock::new();
     SQL.get_or_init(|| {
