@@ -71,12 +71,32 @@ pub fn router(store: Store, settings: &Settings) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// `GET /health`: 200 while the database answers, with what the webhook writer has done
-/// since the server started (its group commits: how many, the largest, and how many failed
-/// as a whole and were retried delivery by delivery).
+/// `GET /health`: 200 while the database answers and takes writes, with what the webhook writer
+/// has done since the server started (its group commits: how many, the largest, and how many
+/// failed as a whole and were retried delivery by delivery).
+///
+/// After the writer's last transaction failed (disk full, a read-only file, a lost database),
+/// the answer is 503 with the reason until a write commits again: the writer's next commit, or
+/// the one-row write this check then tries itself, so it turns 200 as soon as space is freed.
 async fn health(
     axum::extract::State((store, ingestor)): axum::extract::State<(Store, Ingestor)>,
 ) -> Response {
+    if let Some(fault) = ingestor.failing() {
+        match store.probe_write().await {
+            Ok(()) => ingestor.recovered(),
+            Err(e) => {
+                tracing::warn!(error = %e, "health check: the database still refuses writes");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({
+                        "status": "unavailable",
+                        "reason": format!("writes are failing: {fault}"),
+                    })),
+                )
+                    .into_response();
+            }
+        }
+    }
     if store.ping().await {
         let writer = ingestor.stats();
         axum::Json(json!({

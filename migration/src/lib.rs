@@ -9,6 +9,7 @@ mod m20261127_000005_create_call_buckets;
 mod m20261127_000006_protect_deliveries;
 mod m20261127_000007_bucket_totals;
 mod m20261128_000008_create_call_half_hours;
+mod m20261201_000009_create_write_probe;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_protect_deliveries::Migration),
             Box::new(m20261127_000007_bucket_totals::Migration),
             Box::new(m20261128_000008_create_call_half_hours::Migration),
+            Box::new(m20261201_000009_create_write_probe::Migration),
         ]
     }
 }

@@ -4,8 +4,8 @@
 //! calls and deliveries that change no call are written together: with one multi-row statement
 //! per table on SQLite, with one statement for every table on PostgreSQL (`store::bulk`).
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -142,6 +142,34 @@ struct Counters {
     batches_committed: AtomicU64,
     largest_batch: AtomicU64,
     batches_retried_one_by_one: AtomicU64,
+    /// Why the writer's last transaction failed, until one commits again.
+    failing: Mutex<Option<&'static str>>,
+}
+
+impl Counters {
+    fn committed(&self) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn failed(&self, error: &AppError) {
+        if let AppError::Unavailable(detail) = error {
+            *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(write_fault(detail));
+        }
+    }
+}
+
+/// What an operator is told about a failed write (the driver's text is logged, not shown).
+fn write_fault(detail: &str) -> &'static str {
+    let detail = detail.to_ascii_lowercase();
+    if detail.contains("disk is full") || detail.contains("no space left") {
+        "the database's disk is full"
+    } else if detail.contains("readonly") || detail.contains("read-only") {
+        "the database is read-only"
+    } else if detail.contains("database is locked") {
+        "the database stayed locked by another writer"
+    } else {
+        "the database refused or could not take the write"
+    }
 }
 
 impl Ingestor {
@@ -191,6 +219,20 @@ impl Ingestor {
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
             batches_retried_one_by_one: c.batches_retried_one_by_one.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why the writer's last transaction failed, while no later one has committed.
+    pub fn failing(&self) -> Option<&'static str> {
+        *self
+            .counters
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A write outside the writer succeeded: the database takes writes again.
+    pub fn recovered(&self) {
+        self.counters.committed();
     }
 
     /// Logs and applies one delivery; returns once it is committed.
@@ -262,6 +304,7 @@ async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Cou
     let incomings: Vec<&Incoming> = batch.iter().map(|j| &j.incoming).collect();
     match apply_in_transaction(store, &incomings, path).await {
         Ok(receipts) => {
+            counters.committed();
             counters.batches_committed.fetch_add(1, Ordering::Relaxed);
             let size = u64::try_from(batch.len()).unwrap_or(u64::MAX);
             counters.largest_batch.fetch_max(size, Ordering::Relaxed);
@@ -270,6 +313,7 @@ async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Cou
             }
         }
         Err(failure) if failure.unreachable || path == Path::Each => {
+            counters.failed(&failure.error);
             for job in batch {
                 let _ = job.reply.send(Err(failure.error.clone()));
             }
@@ -286,10 +330,14 @@ async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Cou
                     continue;
                 }
                 let result = match apply_in_transaction(store, &[&job.incoming], Path::Each).await {
-                    Ok(mut receipts) => receipts
-                        .pop()
-                        .ok_or_else(|| AppError::Internal("no receipt".into())),
+                    Ok(mut receipts) => {
+                        counters.committed();
+                        receipts
+                            .pop()
+                            .ok_or_else(|| AppError::Internal("no receipt".into()))
+                    }
                     Err(failure) => {
+                        counters.failed(&failure.error);
                         if failure.unreachable {
                             unreachable = Some(failure.error.clone());
                         }
@@ -348,14 +396,31 @@ async fn apply_in_transaction(
             });
         }
     };
-    if store.is_postgres() {
-        lock_calls(&txn, incomings).await.map_err(Failure::during)?;
+    let applied = async {
+        if store.is_postgres() {
+            lock_calls(&txn, incomings).await?;
+        }
+        match path {
+            Path::Batch => apply_batch(&txn, incomings).await,
+            Path::Each => apply_each(&txn, incomings).await,
+        }
     }
-    let receipts = match path {
-        Path::Batch => apply_batch(&txn, incomings).await,
-        Path::Each => apply_each(&txn, incomings).await,
-    }
-    .map_err(Failure::during)?;
+    .await;
+    let receipts = match applied {
+        Ok(receipts) => receipts,
+        Err(error) => {
+            // Rolled back here rather than on drop, so a rollback that fails is seen. The
+            // connection is then closed when it goes back to the pool (`outside_transaction`).
+            if let Err(e) = txn.rollback().await {
+                tracing::warn!(error = %e, "rolling back a failed write failed; its connection is replaced");
+            }
+            return Err(Failure::during(error));
+        }
+    };
+    // The driver confirms the COMMIT only when the database reports it done. The transaction
+    // began with `BEGIN` on a connection outside any transaction (checked when the pool hands it
+    // out), so that COMMIT is the outermost one: once it succeeds the calls are durable, and
+    // nothing is acknowledged before.
     txn.commit()
         .await
         .map_err(|e| Failure::during(unavailable(e)))?;

@@ -31,6 +31,10 @@ pub struct Store {
     checkpointer: Option<Arc<Checkpointer>>,
 }
 
+/// Size of the write [`Store::probe_write`] commits: a delivery's body is kept twice (the log
+/// row and its event's raw payload), up to 256 KiB each.
+const PROBE_BYTES: usize = 512 * 1024;
+
 /// Key of the PostgreSQL advisory lock held while migrating, so instances starting together
 /// take turns.
 const MIGRATION_LOCK_KEY: i64 = 0x6361_6c6c_7472_6c31;
@@ -66,6 +70,12 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(5))
                     .create_if_missing(true)
+            })
+            .map_sqlx_sqlite_pool_opts(|o| {
+                o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))
+            })
+            .map_sqlx_postgres_pool_opts(|o| {
+                o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))
             });
         if url.starts_with("sqlite") {
             options.max_connections(4).min_connections(1);
@@ -125,6 +135,37 @@ impl Store {
         Ok(())
     }
 
+    /// Commits a one-row write (`write_probe`) through the same kind of transaction the webhook
+    /// writer uses, as large as the largest delivery writes ([`PROBE_BYTES`] of random bytes, so
+    /// no page or compression makes it smaller): `Ok` means the database takes such a write
+    /// right now. A small write can still fit where a delivery's no longer does.
+    pub async fn probe_write(&self) -> Result<(), AppError> {
+        let mut filler = vec![0u8; PROBE_BYTES];
+        rand::Rng::fill(&mut rand::rng(), filler.as_mut_slice());
+        let txn = self.begin_write().await.map_err(unavailable)?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            self.backend(),
+            match self.backend() {
+                DatabaseBackend::Postgres => {
+                    "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE \
+                     SET probed_at = excluded.probed_at, filler = excluded.filler"
+                }
+                _ => {
+                    "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?, ?) \
+                     ON CONFLICT (id) DO UPDATE \
+                     SET probed_at = excluded.probed_at, filler = excluded.filler"
+                }
+            },
+            [chrono::Utc::now().timestamp_micros().into(), filler.into()],
+        ))
+        .await
+        .map_err(unavailable)?;
+        txn.commit().await.map_err(unavailable)?;
+        self.committed();
+        Ok(())
+    }
+
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
@@ -133,6 +174,30 @@ impl Store {
     pub async fn close(self) {
         let _ = self.db.close().await;
     }
+}
+
+/// Whether a connection going back to the pool may be used again: only when the driver knows
+/// it is outside any transaction. `false` closes it, and the pool opens a replacement.
+///
+/// The driver counts the transactions it opened on a connection and lowers the count only when
+/// its `COMMIT` or `ROLLBACK` succeeds. When SQLite rolls a transaction back by itself (it does
+/// on `SQLITE_FULL`), the driver's `ROLLBACK` then fails ("no transaction is active") and the
+/// count stays at 1. Kept in the pool, that connection's next transaction would begin as a
+/// `SAVEPOINT` instead of `BEGIN IMMEDIATE`; once a `ROLLBACK TO` had left a real transaction
+/// open under it, every later "commit" would be a `RELEASE` that commits nothing, answered as
+/// a success, while its write lock blocked every other connection ("database is locked")
+/// until the process exited and SQLite threw it all away.
+///
+/// A transaction dropped without an outcome has its rollback queued on the connection (SQLite)
+/// or sent (PostgreSQL, which lowers the count at once). Read before a queued rollback has
+/// run, the count is still 1 and a connection that would have been fine is replaced: the safe
+/// side, and only on a failure path.
+fn outside_transaction<C: sea_orm::sqlx::Connection>(conn: &mut C) -> bool {
+    let inside = conn.is_in_transaction();
+    if inside {
+        tracing::warn!("a database connection was left inside a transaction; closed and replaced");
+    }
+    !inside
 }
 
 /// `items` in chunks whose lengths are powers of two (largest first, none above `max`): a
