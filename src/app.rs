@@ -68,7 +68,9 @@ pub fn router(store: Store, settings: &Settings) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal("a request handler panicked".into()).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        // A failed request is logged once, where its error is answered (`AppError`), not again
+        // by the trace layer.
+        .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
 /// `GET /health`: 200 while the database answers and takes writes, with what the webhook writer

@@ -34,6 +34,10 @@ pub enum AppError {
     /// Storage cannot be reached or is full: nothing was acknowledged, retry later.
     #[error("storage is unavailable, retry later")]
     Unavailable(String),
+    /// The database refuses the values themselves (a constraint, a value too large, an invalid
+    /// byte sequence): retrying the same data fails the same way. The detail is logged.
+    #[error("the database refused the values as they are")]
+    Unstorable(String),
     /// A bug or an unexpected failure; the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -58,6 +62,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unstorable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +78,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::Unstorable(_) => "UNSTORABLE",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -91,6 +97,7 @@ impl AppError {
         match self {
             AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
             AppError::Unavailable(detail) => tracing::warn!(%detail, "storage unavailable"),
+            AppError::Unstorable(detail) => tracing::warn!(%detail, "the database refused values"),
             _ => {}
         }
     }

@@ -1,6 +1,8 @@
 //! Schema migrations for calltrail, applied at start-up and by the `migration` CLI.
 pub use sea_orm_migration::prelude::*;
 
+pub mod sql;
+
 mod m20261127_000001_create_calls;
 mod m20261127_000002_create_call_events;
 mod m20261127_000003_create_call_revisions;

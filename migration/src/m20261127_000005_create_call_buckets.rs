@@ -30,19 +30,11 @@ impl MigrationTrait for Migration {
 
 /// Aggregates every concluded call into its bucket (the same measures the service keeps).
 fn backfill_sql(backend: DatabaseBackend) -> String {
-    let epoch = match backend {
-        DatabaseBackend::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM ended_at)) AS BIGINT)",
-        _ => "CAST(strftime('%s', ended_at) AS INTEGER)",
-    };
+    let epoch = crate::sql::epoch_seconds(backend, "ended_at");
     format!(
-        "INSERT INTO call_buckets (bucket_start, direction, calls, total_duration_seconds, \
-         min_duration_seconds, max_duration_seconds, with_recording, answered, missed, rejected) \
-         SELECT ({epoch} / 900) * 900 AS b, COALESCE(direction, '') AS dir, COUNT(*), \
-         SUM(duration_seconds), MIN(duration_seconds), MAX(duration_seconds), \
-         SUM(CASE WHEN recording_url IS NOT NULL THEN 1 ELSE 0 END), \
-         SUM(CASE WHEN started_at IS NOT NULL THEN 1 ELSE 0 END), \
-         SUM(CASE WHEN status = 'MISSED' THEN 1 ELSE 0 END), \
-         SUM(CASE WHEN status = 'REJECT' THEN 1 ELSE 0 END) \
-         FROM calls WHERE ended_at IS NOT NULL GROUP BY b, dir"
+        "INSERT INTO call_buckets ({}) SELECT ({epoch} / 900) * 900 AS b, \
+         COALESCE(direction, '') AS dir, {} FROM calls WHERE ended_at IS NOT NULL GROUP BY b, dir",
+        crate::sql::BUCKET_COLUMNS,
+        crate::sql::call_measures(),
     )
 }

@@ -88,12 +88,22 @@ pub struct CallFields {
 }
 
 impl CallFields {
-    /// Overwrites every field this event states; keeps the rest.
+    /// Overwrites every field this event states; keeps the rest. Every field is named once
+    /// and destructured without `..`, so a new one does not compile here until it says how it
+    /// merges.
     pub fn overlay(&mut self, newer: &CallFields) {
-        macro_rules! take {
-            ($($f:ident),*) => {$( if newer.$f.is_some() { self.$f = newer.$f.clone(); } )*};
+        macro_rules! take_stated {
+            ($($f:ident),*) => {
+                let CallFields { $($f,)* anomalies } = newer;
+                $( if $f.is_some() { self.$f = $f.clone(); } )*
+                for anomaly in anomalies {
+                    if !self.anomalies.contains(anomaly) {
+                        self.anomalies.push(*anomaly);
+                    }
+                }
+            };
         }
-        take!(
+        take_stated!(
             status,
             direction,
             customer_id,
@@ -118,11 +128,6 @@ impl CallFields {
             is_new_caller,
             is_chat_assigned
         );
-        for anomaly in &newer.anomalies {
-            if !self.anomalies.contains(anomaly) {
-                self.anomalies.push(*anomaly);
-            }
-        }
         self.anomalies.sort();
     }
 }

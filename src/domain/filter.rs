@@ -114,6 +114,175 @@ pub enum PageRequest {
     Backward { last: u64, before: Option<String> },
 }
 
+/// A field of a `Call` as readers ask for it, by its GraphQL name: the one list a page's
+/// column selection (`store::calls`) and the GraphQL look-ahead (`graphql::query`) both read.
+/// Its names are checked against the generated schema (`tests/schema_drift.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallField {
+    CallId,
+    Status,
+    Direction,
+    CustomerId,
+    CustomerName,
+    CustomerNumber,
+    WabaNumber,
+    PickedBy,
+    EndedBy,
+    RejectedBy,
+    DeviceId,
+    ChatId,
+    ChatMessageId,
+    Channel,
+    ChannelNumber,
+    PstnFrom,
+    PstnTo,
+    FailedReason,
+    StartedAt,
+    EndedAt,
+    DurationSeconds,
+    RecordingUrl,
+    IsNewCaller,
+    IsChatAssigned,
+    NotPickedCount,
+    Anomalies,
+    ReceivedAt,
+    UpdatedAt,
+    Revision,
+    RawContentType,
+    RawPayload,
+    Revisions,
+}
+
+/// Which of a page's column sets serves a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagePart {
+    /// A call log's summary (who, when, how long, recording): always read.
+    Summary,
+    /// Each call's raw delivery body, by far its largest column: read only when asked for.
+    RawPayload,
+    /// Everything else (device, chat, PSTN details, anomalies, revision...): read when any of
+    /// it is asked for.
+    Details,
+}
+
+impl CallField {
+    pub const ALL: [CallField; 32] = [
+        CallField::CallId,
+        CallField::Status,
+        CallField::Direction,
+        CallField::CustomerId,
+        CallField::CustomerName,
+        CallField::CustomerNumber,
+        CallField::WabaNumber,
+        CallField::PickedBy,
+        CallField::EndedBy,
+        CallField::RejectedBy,
+        CallField::DeviceId,
+        CallField::ChatId,
+        CallField::ChatMessageId,
+        CallField::Channel,
+        CallField::ChannelNumber,
+        CallField::PstnFrom,
+        CallField::PstnTo,
+        CallField::FailedReason,
+        CallField::StartedAt,
+        CallField::EndedAt,
+        CallField::DurationSeconds,
+        CallField::RecordingUrl,
+        CallField::IsNewCaller,
+        CallField::IsChatAssigned,
+        CallField::NotPickedCount,
+        CallField::Anomalies,
+        CallField::ReceivedAt,
+        CallField::UpdatedAt,
+        CallField::Revision,
+        CallField::RawContentType,
+        CallField::RawPayload,
+        CallField::Revisions,
+    ];
+
+    /// The field's name in GraphQL (`Call.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CallField::CallId => "callId",
+            CallField::Status => "status",
+            CallField::Direction => "direction",
+            CallField::CustomerId => "customerId",
+            CallField::CustomerName => "customerName",
+            CallField::CustomerNumber => "customerNumber",
+            CallField::WabaNumber => "wabaNumber",
+            CallField::PickedBy => "pickedBy",
+            CallField::EndedBy => "endedBy",
+            CallField::RejectedBy => "rejectedBy",
+            CallField::DeviceId => "deviceId",
+            CallField::ChatId => "chatId",
+            CallField::ChatMessageId => "chatMessageId",
+            CallField::Channel => "channel",
+            CallField::ChannelNumber => "channelNumber",
+            CallField::PstnFrom => "pstnFrom",
+            CallField::PstnTo => "pstnTo",
+            CallField::FailedReason => "failedReason",
+            CallField::StartedAt => "startedAt",
+            CallField::EndedAt => "endedAt",
+            CallField::DurationSeconds => "durationSeconds",
+            CallField::RecordingUrl => "recordingUrl",
+            CallField::IsNewCaller => "isNewCaller",
+            CallField::IsChatAssigned => "isChatAssigned",
+            CallField::NotPickedCount => "notPickedCount",
+            CallField::Anomalies => "anomalies",
+            CallField::ReceivedAt => "receivedAt",
+            CallField::UpdatedAt => "updatedAt",
+            CallField::Revision => "revision",
+            CallField::RawContentType => "rawContentType",
+            CallField::RawPayload => "rawPayload",
+            CallField::Revisions => "revisions",
+        }
+    }
+
+    /// What a page must read to serve the field.
+    pub fn part(self) -> PagePart {
+        match self {
+            CallField::CallId
+            | CallField::Status
+            | CallField::Direction
+            | CallField::CustomerId
+            | CallField::CustomerName
+            | CallField::CustomerNumber
+            | CallField::WabaNumber
+            | CallField::PickedBy
+            | CallField::EndedBy
+            | CallField::StartedAt
+            | CallField::EndedAt
+            | CallField::DurationSeconds
+            | CallField::RecordingUrl
+            | CallField::ReceivedAt
+            | CallField::UpdatedAt => PagePart::Summary,
+            CallField::RawPayload => PagePart::RawPayload,
+            CallField::RejectedBy
+            | CallField::DeviceId
+            | CallField::ChatId
+            | CallField::ChatMessageId
+            | CallField::Channel
+            | CallField::ChannelNumber
+            | CallField::PstnFrom
+            | CallField::PstnTo
+            | CallField::FailedReason
+            | CallField::IsNewCaller
+            | CallField::IsChatAssigned
+            | CallField::NotPickedCount
+            | CallField::Anomalies
+            | CallField::Revision
+            | CallField::RawContentType
+            | CallField::Revisions => PagePart::Details,
+        }
+    }
+
+    /// The field of a GraphQL name, if it is one.
+    pub fn from_name(name: &str) -> Option<CallField> {
+        CallField::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
 /// What a page must carry beyond its position: a reader that asks only for `totalCount`
 /// needs no rows, and only a reader that asks for the raw body needs it read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,8 +291,7 @@ pub struct PageFields {
     pub rows: bool,
     /// Each call's raw delivery body (`rawPayload`), by far its largest column.
     pub raw_payload: bool,
-    /// Fields beyond a call log's summary (who, when, how long, recording: see
-    /// `store::calls`), such as device, chat, PSTN details, anomalies or revision.
+    /// Fields beyond a call log's summary ([`PagePart::Details`]).
     pub details: bool,
 }
 

@@ -1,8 +1,8 @@
 //! Folding a call's distinct lifecycle events into its one current state.
 use chrono::{DateTime, Utc};
 
+use super::Anomaly;
 use super::event::{CallEvent, CallFields, EventKind};
-use super::{Anomaly, Direction};
 
 /// An event as stored: the event, and when and how it arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,13 +125,6 @@ fn state_anomalies(fields: &CallFields, concluded: bool) -> Vec<Anomaly> {
         }
     }
     found
-}
-
-impl CallState {
-    /// The direction the call's events reported, if any did.
-    pub fn direction(&self) -> Option<Direction> {
-        self.fields.direction
-    }
 }
 
 #[cfg(test)]

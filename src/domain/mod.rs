@@ -9,6 +9,7 @@ pub mod stats;
 pub use call::{Anomaly, Call, Direction};
 pub use event::{CallEvent, CallFields, EventKind, FieldError};
 pub use filter::{
-    CallFilter, CallOrder, IntRange, OrderField, PageFields, PageRequest, SortDirection, TimeRange,
+    CallField, CallFilter, CallOrder, IntRange, OrderField, PageFields, PagePart, PageRequest,
+    SortDirection, TimeRange,
 };
 pub use lifecycle::{CallState, fold};

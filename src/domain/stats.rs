@@ -383,11 +383,6 @@ pub fn offset_segments(tz: Tz, start: i64, end: i64) -> Vec<OffsetSegment> {
     segments
 }
 
-/// Days since 1970-01-01 of a date.
-fn day_number(date: NaiveDate) -> i64 {
-    (date - NaiveDate::default()).num_days()
-}
-
 fn date_of_day_number(day: i64) -> NaiveDate {
     NaiveDate::default() + Duration::days(day)
 }
@@ -401,10 +396,7 @@ impl Period {
             Period::Hour => epoch - local.rem_euclid(3600),
             Period::Day => day,
             Period::Week => (day + 3).div_euclid(7),
-            Period::Month => {
-                let date = date_of_day_number(day);
-                i64::from(date.year()) * 12 + i64::from(date.month0())
-            }
+            Period::Month => month_of_day(day),
         }
     }
 
@@ -473,14 +465,21 @@ fn local_start(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     None
 }
 
-/// `Day` numbers for tests and callers that reason in dates.
-pub fn day_key(date: NaiveDate) -> i64 {
-    day_number(date)
+/// The `Month` key (`year * 12 + month - 1`) of a local day number: the month buckets of
+/// every answer, from calls or from the rollup, are keyed by this.
+pub fn month_of_day(day: i64) -> i64 {
+    let date = date_of_day_number(day);
+    i64::from(date.year()) * 12 + i64::from(date.month0())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Days since 1970-01-01 of a date.
+    fn day_number(date: NaiveDate) -> i64 {
+        (date - NaiveDate::default()).num_days()
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("instant")
@@ -489,13 +488,13 @@ mod tests {
     #[test]
     fn a_new_york_day_on_a_daylight_saving_change_is_23_or_25_hours() {
         let ny: Tz = "America/New_York".parse().expect("zone");
-        let spring = day_key(NaiveDate::from_ymd_opt(2026, 3, 8).expect("date"));
+        let spring = day_number(NaiveDate::from_ymd_opt(2026, 3, 8).expect("date"));
         let length = |key: i64| {
             Period::Day.start(key + 1, ny).expect("start")
                 - Period::Day.start(key, ny).expect("start")
         };
         assert_eq!(length(spring), Duration::hours(23));
-        let fall = day_key(NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"));
+        let fall = day_number(NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"));
         assert_eq!(length(fall), Duration::hours(25));
         assert_eq!(length(fall + 1), Duration::hours(24));
     }

@@ -96,7 +96,7 @@ fn ensure_code(error: &mut ServerError) {
 impl ErrorExtensions for AppError {
     fn extend(&self) -> async_graphql::Error {
         let message = match self {
-            AppError::Internal(_) | AppError::Unavailable(_) => {
+            AppError::Internal(_) | AppError::Unavailable(_) | AppError::Unstorable(_) => {
                 tracing::error!(error = ?self, "query failed");
                 self.to_string()
             }

@@ -8,10 +8,11 @@ use sea_orm::{
     QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Value,
 };
 
+use super::Store;
+use super::error::{db_error, defect};
 use super::filter::condition;
-use super::{Store, internal, unavailable};
 use crate::domain::call::CallRevision;
-use crate::domain::filter::{Cursor, CursorKey, CursorPrefix};
+use crate::domain::filter::{CallField, Cursor, CursorKey, CursorPrefix, PagePart};
 use crate::domain::lifecycle::CallState;
 use crate::domain::phone;
 use crate::domain::{
@@ -37,7 +38,7 @@ impl Store {
             .filter(call::Column::EndedAt.is_not_null())
             .one(&self.db)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         model.map(call_from_model).transpose()
     }
 
@@ -47,7 +48,7 @@ impl Store {
             .filter(condition(filter))
             .count(&self.db)
             .await
-            .map_err(unavailable)
+            .map_err(db_error)
     }
 
     /// One keyset page: rows strictly after (or before) the cursor in `order`, tie-broken by id.
@@ -112,11 +113,11 @@ impl Store {
             .db
             .query_all_raw(statement)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .iter()
             .map(|row| model_by_position(row, fields))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(internal)?;
+            .map_err(defect)?;
         let more = rows.len() as u64 > size;
         rows.truncate(size as usize);
         if backward {
@@ -149,7 +150,7 @@ impl Store {
             .order_by_asc(call_revision::Column::Revision)
             .all(&self.db)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         rows.into_iter()
             .map(|r| {
                 let call: Call = serde_json::from_str(&r.snapshot)
@@ -164,44 +165,49 @@ impl Store {
     }
 }
 
-/// Whether a page reads `column`: summary columns (and the keys every ordering and cursor
-/// need) always; the raw body only when asked for; the rest when any detail is asked for.
+/// Whether a page reads `column`: the keys every ordering and cursor need always; each
+/// field's column by its [`PagePart`]: the summary always, the raw body only when asked for,
+/// the rest when any detail is asked for.
 fn is_read(column: call::Column, fields: PageFields) -> bool {
     use call::Column as C;
-    match column {
-        C::Id
-        | C::CallId
-        | C::Status
-        | C::Direction
-        | C::CustomerId
-        | C::CustomerName
-        | C::CustomerNumber
-        | C::WabaNumber
-        | C::PickedBy
-        | C::EndedBy
-        | C::StartedAt
-        | C::EndedAt
-        | C::DurationSeconds
-        | C::RecordingUrl
-        | C::ReceivedAt
-        | C::UpdatedAt => true,
-        C::RawPayload => fields.raw_payload,
-        C::CustomerDigits
-        | C::RejectedBy
-        | C::DeviceId
-        | C::ChatId
-        | C::ChatMessageId
-        | C::Channel
-        | C::ChannelNumber
-        | C::PstnFrom
-        | C::PstnTo
-        | C::FailedReason
-        | C::IsNewCaller
-        | C::IsChatAssigned
-        | C::NotPickedCount
-        | C::Revision
-        | C::Anomalies
-        | C::RawContentType => fields.details,
+    let field = match column {
+        C::Id | C::CallId => return true,
+        C::CustomerDigits => return fields.details,
+        C::Status => CallField::Status,
+        C::Direction => CallField::Direction,
+        C::CustomerId => CallField::CustomerId,
+        C::CustomerName => CallField::CustomerName,
+        C::CustomerNumber => CallField::CustomerNumber,
+        C::WabaNumber => CallField::WabaNumber,
+        C::PickedBy => CallField::PickedBy,
+        C::EndedBy => CallField::EndedBy,
+        C::RejectedBy => CallField::RejectedBy,
+        C::DeviceId => CallField::DeviceId,
+        C::ChatId => CallField::ChatId,
+        C::ChatMessageId => CallField::ChatMessageId,
+        C::Channel => CallField::Channel,
+        C::ChannelNumber => CallField::ChannelNumber,
+        C::PstnFrom => CallField::PstnFrom,
+        C::PstnTo => CallField::PstnTo,
+        C::FailedReason => CallField::FailedReason,
+        C::StartedAt => CallField::StartedAt,
+        C::EndedAt => CallField::EndedAt,
+        C::DurationSeconds => CallField::DurationSeconds,
+        C::RecordingUrl => CallField::RecordingUrl,
+        C::IsNewCaller => CallField::IsNewCaller,
+        C::IsChatAssigned => CallField::IsChatAssigned,
+        C::NotPickedCount => CallField::NotPickedCount,
+        C::Anomalies => CallField::Anomalies,
+        C::ReceivedAt => CallField::ReceivedAt,
+        C::UpdatedAt => CallField::UpdatedAt,
+        C::Revision => CallField::Revision,
+        C::RawContentType => CallField::RawContentType,
+        C::RawPayload => CallField::RawPayload,
+    };
+    match field.part() {
+        PagePart::Summary => true,
+        PagePart::RawPayload => fields.raw_payload,
+        PagePart::Details => fields.details,
     }
 }
 

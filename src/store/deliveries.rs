@@ -2,7 +2,8 @@
 use entity::delivery;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::{Store, unavailable};
+use super::Store;
+use super::error::db_error;
 use crate::error::AppError;
 
 /// A logged delivery to re-process.
@@ -23,13 +24,13 @@ impl Store {
             .order_by_asc(delivery::Column::Id)
             .all(&self.db)
             .await
-            .map_err(unavailable)?;
+            .map_err(db_error)?;
         let resolved: std::collections::HashSet<i64> = delivery::Entity::find()
             .filter(delivery::Column::ReplayOf.is_not_null())
             .filter(delivery::Column::Outcome.ne("rejected"))
             .all(&self.db)
             .await
-            .map_err(unavailable)?
+            .map_err(db_error)?
             .into_iter()
             .filter_map(|d| d.replay_of)
             .collect();

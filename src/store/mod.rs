@@ -1,8 +1,16 @@
 //! Persistence: the only module that speaks sea-orm. Connects, migrates, writes and queries.
-mod bulk;
+//!
+//! - `dialect/`: every difference between SQLite and PostgreSQL, behind one enum.
+//! - `error`: database errors by kind (transient, content, defect).
+//! - `ingest/`: the webhook writer (group commit, batch plan, per-delivery apply).
+//! - `rollup/`: the pre-aggregated tiers: kept equal to `calls`, and answering from them.
+//! - `calls`, `filter`, `stats`, `deliveries`: reads; `seed`: bulk loading; `checkpoint`:
+//!   SQLite's log copied beside the writer.
 pub mod calls;
 mod checkpoint;
 pub mod deliveries;
+pub mod dialect;
+pub mod error;
 pub mod filter;
 pub mod ingest;
 pub mod rollup;
@@ -12,7 +20,6 @@ pub mod stats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
@@ -22,11 +29,14 @@ use sea_orm::{
 
 use crate::error::AppError;
 use checkpoint::Checkpointer;
+use dialect::Dialect;
+use error::{DbFault, database_code, db_error, fault};
 
 /// An open database: SQLite (embedded default) or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) db: DatabaseConnection,
+    dialect: Dialect,
     /// SQLite only: checkpoints the write-ahead log beside the writer.
     checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -34,10 +44,6 @@ pub struct Store {
 /// Size of the write [`Store::probe_write`] commits: a delivery's body is kept twice (the log
 /// row and its event's raw payload), up to 256 KiB each.
 const PROBE_BYTES: usize = 512 * 1024;
-
-/// Key of the PostgreSQL advisory lock held while migrating, so instances starting together
-/// take turns.
-const MIGRATION_LOCK_KEY: i64 = 0x6361_6c6c_7472_6c31;
 
 impl Store {
     /// Opens the database at `url` with the durability settings calltrail promises.
@@ -49,17 +55,16 @@ impl Store {
     /// so `DATABASE_URL=postgres://user@host/newdb calltrail` needs no other setup.
     pub async fn connect(url: &str) -> Result<Store, AppError> {
         match Store::open(url).await {
-            Err(AppError::Unavailable(detail))
-                if url.starts_with("postgres") && detail.contains("does not exist") =>
-            {
+            Err(e) if fault(&e) == DbFault::MissingDatabase => {
                 create_postgres_database(url).await?;
-                Store::open(url).await
+                Store::open(url).await.map_err(db_error)
             }
-            other => other,
+            other => other.map_err(db_error),
         }
     }
 
-    async fn open(url: &str) -> Result<Store, AppError> {
+    async fn open(url: &str) -> Result<Store, DbErr> {
+        let dialect = Dialect::of_url(url);
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
@@ -77,15 +82,18 @@ impl Store {
             .map_sqlx_postgres_pool_opts(|o| {
                 o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))
             });
-        if url.starts_with("sqlite") {
-            options.max_connections(4).min_connections(1);
-        } else {
-            options.max_connections(10).min_connections(1);
-        }
-        let db = Database::connect(options).await.map_err(unavailable)?;
-        let checkpointer = (db.get_database_backend() == DatabaseBackend::Sqlite)
+        options
+            .max_connections(dialect.pool_size())
+            .min_connections(1);
+        let db = Database::connect(options).await?;
+        let checkpointer = dialect
+            .checkpoints_beside_the_writer()
             .then(|| Arc::new(Checkpointer::start(db.clone())));
-        Ok(Store { db, checkpointer })
+        Ok(Store {
+            db,
+            dialect,
+            checkpointer,
+        })
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock at once
@@ -108,31 +116,18 @@ impl Store {
         }
     }
 
+    /// The database this store runs on, chosen when it opened.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     pub fn backend(&self) -> DatabaseBackend {
-        self.db.get_database_backend()
+        self.dialect.backend()
     }
 
-    pub fn is_postgres(&self) -> bool {
-        self.backend() == DatabaseBackend::Postgres
-    }
-
-    /// Applies pending migrations. On PostgreSQL they run in one transaction under an
-    /// advisory lock, so two instances starting at once on one database do not collide.
+    /// Applies pending migrations (see [`Dialect::migrate`]).
     pub async fn migrate(&self) -> Result<(), AppError> {
-        if self.is_postgres() {
-            let txn = self.db.begin().await.map_err(unavailable)?;
-            txn.execute_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
-            ))
-            .await
-            .map_err(internal)?;
-            Migrator::up(&txn, None).await.map_err(internal)?;
-            txn.commit().await.map_err(unavailable)?;
-        } else {
-            Migrator::up(&self.db, None).await.map_err(internal)?;
-        }
-        Ok(())
+        self.dialect.migrate(&self.db).await
     }
 
     /// Commits a one-row write (`write_probe`) through the same kind of transaction the webhook
@@ -142,26 +137,22 @@ impl Store {
     pub async fn probe_write(&self) -> Result<(), AppError> {
         let mut filler = vec![0u8; PROBE_BYTES];
         rand::Rng::fill(&mut rand::rng(), filler.as_mut_slice());
-        let txn = self.begin_write().await.map_err(unavailable)?;
+        let p = |i| self.dialect.placeholder(i);
+        let txn = self.begin_write().await.map_err(db_error)?;
         txn.execute_raw(Statement::from_sql_and_values(
             self.backend(),
-            match self.backend() {
-                DatabaseBackend::Postgres => {
-                    "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE \
-                     SET probed_at = excluded.probed_at, filler = excluded.filler"
-                }
-                _ => {
-                    "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?, ?) \
-                     ON CONFLICT (id) DO UPDATE \
-                     SET probed_at = excluded.probed_at, filler = excluded.filler"
-                }
-            },
+            format!(
+                "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, {}, {}) \
+                 ON CONFLICT (id) DO UPDATE \
+                 SET probed_at = excluded.probed_at, filler = excluded.filler",
+                p(1),
+                p(2)
+            ),
             [chrono::Utc::now().timestamp_micros().into(), filler.into()],
         ))
         .await
-        .map_err(unavailable)?;
-        txn.commit().await.map_err(unavailable)?;
+        .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         self.committed();
         Ok(())
     }
@@ -218,16 +209,6 @@ pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[
     })
 }
 
-/// A failure to reach or write the database: retryable, shown as 503.
-pub(crate) fn unavailable(e: DbErr) -> AppError {
-    AppError::Unavailable(e.to_string())
-}
-
-/// A failure that should not happen (a bug, or a schema mismatch): shown as 500.
-pub(crate) fn internal(e: DbErr) -> AppError {
-    AppError::Internal(e.to_string())
-}
-
 /// Creates the database a PostgreSQL URL names, through the server's `postgres` database.
 /// Another instance creating it at the same moment is not an error.
 async fn create_postgres_database(url: &str) -> Result<(), AppError> {
@@ -251,7 +232,7 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
     } else {
         format!("{}/postgres?{query}", &base[..slash])
     };
-    let admin = Database::connect(maintenance).await.map_err(unavailable)?;
+    let admin = Database::connect(maintenance).await.map_err(db_error)?;
     let created = admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await;
@@ -261,8 +242,10 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
             tracing::info!(database = name, "created the PostgreSQL database");
             Ok(())
         }
-        Err(e) if e.to_string().contains("already exists") => Ok(()),
-        Err(e) => Err(unavailable(e)),
+        // Another instance created it first (`42P04`, or the catalog's unique index when both
+        // inserted at once: `23505`).
+        Err(e) if matches!(database_code(&e).as_deref(), Some("42P04" | "23505")) => Ok(()),
+        Err(e) => Err(db_error(e)),
     }
 }
 

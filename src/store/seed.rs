@@ -9,12 +9,15 @@ use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, FromQueryResult,
     PaginatorTrait, QueryTrait, Statement,
 };
+
+use super::dialect::Dialect;
+use super::error::{db_error, defect};
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::{self, Receiver};
 use tokio::task::JoinSet;
 
+use super::Store;
 use super::calls::model_from_state;
-use super::{Store, internal, unavailable};
 use crate::domain::fold;
 use crate::domain::lifecycle::AppliedEvent;
 use crate::error::AppError;
@@ -25,15 +28,8 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// Calls into an empty table from which [`Store::seed`] is told to load them in bulk by
 /// `calltrail seed`: below it, indexes are kept and updated row by row.
 pub const BULK_LOAD_FROM: u64 = 50_000;
-/// Connections loading at once into an emptied PostgreSQL table.
-const PG_BULK_LOADERS: usize = 2;
 /// The statements for one chunk of calls, or why they could not be built.
 type Batch = Result<Vec<Statement>, AppError>;
-/// SQLite: chunks of [`ROWS_PER_STATEMENT`] calls per transaction while loading (40: 20 000
-/// calls, ~60 MB of pages, inside the page cache below).
-const SQLITE_CHUNKS_PER_COMMIT: usize = 40;
-/// SQLite page cache while loading rows, in KiB.
-const LOAD_CACHE_KIB: u32 = 256 * 1024;
 
 /// What a seed wrote, and how long each phase took.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,21 +54,17 @@ impl Store {
         total: u64,
         bulk_from: u64,
     ) -> Result<Option<Vec<IndexDef>>, AppError> {
-        let txn = self.begin_write().await.map_err(unavailable)?;
-        let empty = call::Entity::find()
-            .count(&txn)
-            .await
-            .map_err(unavailable)?
-            == 0;
+        let txn = self.begin_write().await.map_err(db_error)?;
+        let empty = call::Entity::find().count(&txn).await.map_err(db_error)? == 0;
         if !empty || total < bulk_from {
             return Ok(None);
         }
-        let mut defs = secondary_indexes(&txn, "calls").await?;
-        defs.extend(secondary_indexes(&txn, "call_events").await?);
+        let mut defs = secondary_indexes(self.dialect(), &txn, "calls").await?;
+        defs.extend(secondary_indexes(self.dialect(), &txn, "call_events").await?);
         for def in &defs {
             execute(&txn, &format!("DROP INDEX {}", quoted(&def.name))).await?;
         }
-        txn.commit().await.map_err(unavailable)?;
+        txn.commit().await.map_err(db_error)?;
         Ok(Some(defs))
     }
 
@@ -83,14 +75,10 @@ impl Store {
         incoming: &Mutex<Receiver<Batch>>,
         per_commit: Option<usize>,
     ) -> Result<(), AppError> {
-        let sqlite = !self.is_postgres();
+        let (first, last) = self.dialect().bulk_load_session();
         loop {
-            let txn = self.begin_write().await.map_err(unavailable)?;
-            if sqlite {
-                // A page cache big enough that pages being filled are not spilled to the log
-                // and read back before the transaction ends (the default is 2 MiB).
-                execute(&txn, &format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}")).await?;
-            }
+            let txn = self.begin_write().await.map_err(db_error)?;
+            execute_all(&txn, first).await?;
             let mut taken = 0;
             let mut more = true;
             while per_commit.is_none_or(|n| taken < n) {
@@ -100,14 +88,12 @@ impl Store {
                     break;
                 };
                 for statement in statements? {
-                    txn.execute_raw(statement).await.map_err(unavailable)?;
+                    txn.execute_raw(statement).await.map_err(db_error)?;
                 }
                 taken += 1;
             }
-            if sqlite {
-                execute(&txn, "PRAGMA cache_size = -2000").await?;
-            }
-            txn.commit().await.map_err(unavailable)?;
+            execute_all(&txn, last).await?;
+            txn.commit().await.map_err(db_error)?;
             self.committed();
             if !more {
                 return Ok(());
@@ -117,27 +103,17 @@ impl Store {
 
     /// Builds the indexes `defs` in one transaction, each sorted once.
     async fn create_indexes(&self, defs: &[IndexDef]) -> Result<(), AppError> {
-        if !self.is_postgres() {
-            // Index builds then read the table from the database file, not page by page
-            // from a log as large as the database (three times slower).
-            execute_on(self, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        let (before, first, last) = self.dialect().index_build_session();
+        for sql in before {
+            execute_on(self, sql).await?;
         }
-        let txn = self.begin_write().await.map_err(unavailable)?;
-        if self.is_postgres() {
-            // Sort in memory (the default is 64 MB).
-            execute(&txn, "SET LOCAL maintenance_work_mem = '512MB'").await?;
-        } else {
-            read_schema(&txn).await?;
-            // Sort on two threads.
-            execute(&txn, "PRAGMA threads = 2").await?;
-        }
+        let txn = self.begin_write().await.map_err(db_error)?;
+        execute_all(&txn, first).await?;
         for def in defs {
             execute(&txn, &def.definition).await?;
         }
-        if !self.is_postgres() {
-            execute(&txn, "PRAGMA threads = 0").await?;
-        }
-        txn.commit().await.map_err(unavailable)
+        execute_all(&txn, last).await?;
+        txn.commit().await.map_err(db_error)
     }
 
     /// Writes `calls` as concluded calls with their one event each (unless `with_events` is
@@ -184,10 +160,9 @@ impl Store {
         // in its page cache instead of spilling into the log and being read back, and the
         // committed pages are copied into the database file beside the loading, by the
         // background checkpointer, instead of all at once at the end.
-        let (loaders, per_commit) = match (&dropped, self.is_postgres()) {
-            (None, _) => (1, None),
-            (Some(_), true) => (PG_BULK_LOADERS, None),
-            (Some(_), false) => (1, Some(SQLITE_CHUNKS_PER_COMMIT)),
+        let (loaders, per_commit) = match &dropped {
+            None => (1, None),
+            Some(_) => self.dialect().bulk_loaders(),
         };
         let incoming = Arc::new(Mutex::new(incoming));
         let mut running = JoinSet::new();
@@ -219,14 +194,14 @@ impl Store {
                 };
                 if let Err(e) = built {
                     // Leave the tables as they were found: empty, with their indexes.
-                    let txn = self.begin_write().await.map_err(unavailable)?;
-                    read_schema(&txn).await?;
+                    let txn = self.begin_write().await.map_err(db_error)?;
+                    execute_all(&txn, self.dialect().refresh_schema()).await?;
                     execute(&txn, "DELETE FROM call_events").await?;
                     execute(&txn, "DELETE FROM calls").await?;
                     for def in &dropped {
                         execute(&txn, &def.definition).await?;
                     }
-                    txn.commit().await.map_err(unavailable)?;
+                    txn.commit().await.map_err(db_error)?;
                     return Err(e);
                 }
             }
@@ -234,16 +209,8 @@ impl Store {
         lap(&mut phases, "indexes");
         self.rebuild_rollup().await?;
         lap(&mut phases, "rollup");
-        if self.is_postgres() {
-            execute_on(self, "ANALYZE calls").await?;
-            execute_on(self, "ANALYZE call_events").await?;
-            execute_on(self, "ANALYZE call_buckets").await?;
-            execute_on(self, "ANALYZE call_half_hours").await?;
-        } else {
-            execute_on(self, "ANALYZE").await?;
-            // Move the load from the write-ahead log into the database file, so readers do
-            // not search a log as large as the database.
-            execute_on(self, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        for sql in self.dialect().after_bulk_load() {
+            execute_on(self, sql).await?;
         }
         lap(&mut phases, "analyze");
         Ok(SeedReport {
@@ -340,36 +307,23 @@ fn seeded_rows(
 /// The table's indexes other than its primary key and unique constraints, with the SQL
 /// that recreates each.
 async fn secondary_indexes(
+    dialect: Dialect,
     txn: &DatabaseTransaction,
     table: &str,
 ) -> Result<Vec<IndexDef>, AppError> {
-    let backend = txn.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => {
-            "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
-             WHERE schemaname = current_schema() AND tablename = $1 \
-             AND indexname NOT IN (SELECT conname FROM pg_constraint)"
-        }
-        _ => {
-            "SELECT name, sql AS definition FROM sqlite_master \
-             WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL"
-        }
-    };
-    IndexDef::find_by_statement(Statement::from_sql_and_values(backend, sql, [table.into()]))
-        .all(txn)
-        .await
-        .map_err(internal)
+    IndexDef::find_by_statement(Statement::from_sql_and_values(
+        dialect.backend(),
+        dialect.secondary_indexes_sql(),
+        [table.into()],
+    ))
+    .all(txn)
+    .await
+    .map_err(defect)
 }
 
-/// SQLite: brings this connection's copy of the schema up to date before `CREATE INDEX`.
-///
-/// The indexes were dropped on another pooled connection, and SQLite compiles `CREATE
-/// INDEX` against the copy it holds without checking it first, so a connection last used
-/// before the drop fails with "index … already exists" (a test saw this one run in four).
-/// Any statement that reads the database checks the schema and reloads it.
-async fn read_schema(txn: &DatabaseTransaction) -> Result<(), AppError> {
-    if txn.get_database_backend() == DatabaseBackend::Sqlite {
-        execute(txn, "SELECT count(*) FROM sqlite_master").await?;
+async fn execute_all(txn: &DatabaseTransaction, statements: &[&str]) -> Result<(), AppError> {
+    for sql in statements {
+        execute(txn, sql).await?;
     }
     Ok(())
 }
@@ -381,7 +335,7 @@ fn quoted(name: &str) -> String {
 async fn execute(txn: &DatabaseTransaction, sql: &str) -> Result<(), AppError> {
     txn.execute_raw(Statement::from_string(txn.get_database_backend(), sql))
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
     Ok(())
 }
 
@@ -390,6 +344,6 @@ async fn execute_on(store: &Store, sql: &str) -> Result<(), AppError> {
         .db
         .execute_raw(Statement::from_string(store.backend(), sql))
         .await
-        .map_err(unavailable)?;
+        .map_err(db_error)?;
     Ok(())
 }

@@ -20,11 +20,14 @@
 use std::collections::HashMap;
 
 use entity::call;
+use migration::sql::{STATUS_MISSED, STATUS_REJECTED};
 use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement};
+use sea_orm::{ConnectionTrait, QueryResult, Statement};
 
+use super::Store;
+use super::dialect::{Dialect, PercentileQuery};
+use super::error::{db_error, defect};
 use super::filter::condition;
-use super::{Store, internal, unavailable};
 use crate::domain::stats::{
     Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, MAX_GROUPS, OffsetSegment, Period,
     StatsGroup, StatsRequest, offset_segments, sort_groups,
@@ -48,11 +51,11 @@ impl Store {
         if let Some(segments) = self.rollup_segments(request).await? {
             return Ok(BucketPlan { segments });
         }
-        let backend = self.backend();
-        let epoch = epoch_seconds(backend);
-        let (inner, values) = base_select(backend, &request.ungrouped(), &BucketPlan::default());
+        let dialect = self.dialect();
+        let epoch = dialect.epoch_seconds("\"ended_at\"");
+        let (inner, values) = base_select(dialect, &request.ungrouped(), &BucketPlan::default());
         let sql = format!("WITH base AS ({inner}) SELECT MIN({epoch}), MAX({epoch}) FROM base");
-        let rows = self.query(backend, sql, values).await?;
+        let rows = self.query(sql, values).await?;
         let range = rows.first().map(|r| {
             (
                 r.try_get_by_index::<Option<i64>>(0),
@@ -61,7 +64,7 @@ impl Store {
         });
         let segments = match range {
             Some((Ok(Some(lo)), Ok(Some(hi)))) => offset_segments(request.time_zone, lo, hi),
-            Some((Err(e), _)) | Some((_, Err(e))) => return Err(internal(e)),
+            Some((Err(e), _)) | Some((_, Err(e))) => return Err(defect(e)),
             _ => Vec::new(),
         };
         Ok(BucketPlan { segments })
@@ -79,8 +82,7 @@ impl Store {
             sort_groups(&request.group_by, &mut groups);
             return Ok(groups);
         }
-        let backend = self.backend();
-        let (inner, values) = base_select(backend, request, plan);
+        let (inner, values) = base_select(self.dialect(), request, plan);
         let keys = key_list(request);
         let short = request.short_call_seconds.map_or("NULL".to_owned(), |s| {
             format!("SUM(CASE WHEN d < {s} THEN 1 ELSE 0 END)")
@@ -102,7 +104,7 @@ impl Store {
              FROM base{group} LIMIT {}",
             MAX_GROUPS + 1
         );
-        let rows = self.query(backend, sql, values).await?;
+        let rows = self.query(sql, values).await?;
         if rows.len() > MAX_GROUPS {
             return Err(too_many_groups());
         }
@@ -110,7 +112,7 @@ impl Store {
         let mut groups = Vec::with_capacity(rows.len());
         for row in &rows {
             let key = read_key(row, request)?;
-            let opt = |i: usize| row.try_get_by_index::<Option<i64>>(n + i).map_err(internal);
+            let opt = |i: usize| row.try_get_by_index::<Option<i64>>(n + i).map_err(defect);
             let mut aggregates = read_aggregates(row, n)?;
             aggregates.short_calls = request.short_call_seconds.and(opt(8)?.or(Some(0)));
             aggregates.long_calls = request.long_call_seconds.and(opt(9)?.or(Some(0)));
@@ -133,87 +135,24 @@ impl Store {
         if ps.is_empty() {
             return Ok(result);
         }
-        let backend = self.backend();
-        let (inner, values) = base_select(backend, request, plan);
+        let dialect = self.dialect();
+        let (inner, values) = base_select(dialect, request, plan);
         let keys = key_list(request);
-        let select_keys = if keys.is_empty() {
-            String::new()
-        } else {
-            format!("{keys}, ")
-        };
-        let group = group_clause(&keys);
-        // `{:e}` prints the shortest literal that reads back as the same f64.
-        let literal = |p: f64| format!("CAST({p:e} AS DOUBLE PRECISION)");
+        let sql = dialect.percentiles_sql(&PercentileQuery {
+            inner: &inner,
+            keys: &keys,
+            ps,
+            limit: MAX_GROUPS + 1,
+        });
         let n = request.group_by.len();
-        if backend == DatabaseBackend::Postgres {
-            let columns: Vec<String> = ps
-                .iter()
-                .map(|p| format!("percentile_cont({}) WITHIN GROUP (ORDER BY d)", literal(*p)))
-                .collect();
-            let sql = format!(
-                "WITH base AS ({inner}) SELECT {select_keys}{} FROM base{group} LIMIT {}",
-                columns.join(", "),
-                MAX_GROUPS + 1
-            );
-            for row in self.query(backend, sql, values).await? {
-                let key = read_key(&row, request)?;
-                for (i, out) in result.iter_mut().enumerate() {
-                    let value: Option<f64> = row.try_get_by_index(n + i).map_err(internal)?;
-                    if let Some(value) = value {
-                        out.insert(key.clone(), value);
-                    }
-                }
-            }
-        } else {
-            // Window functions number each group's durations; of each percentile only the two
-            // ranks around p·(n−1) are kept, and the service interpolates between them.
-            let partition = if keys.is_empty() {
-                String::new()
-            } else {
-                format!("PARTITION BY {keys} ")
-            };
-            let rank = |p: f64| format!("CAST({} * (n - 1) AS INTEGER)", literal(p));
-            let mut columns = Vec::new();
-            let mut kept = Vec::new();
-            for p in ps {
-                let r = rank(*p);
-                columns.push(format!(
-                    "MIN(CASE WHEN rn = {r} + 1 THEN d END), MIN(CASE WHEN rn = {r} + 2 THEN d END)"
-                ));
-                kept.push(format!("rn BETWEEN {r} + 1 AND {r} + 2"));
-            }
-            let sql = format!(
-                "WITH base AS ({inner}), ranked AS (SELECT {select_keys}d, \
-                 ROW_NUMBER() OVER ({partition}ORDER BY d) AS rn, \
-                 COUNT(*) OVER ({partition}) AS n FROM base) \
-                 SELECT {select_keys}MAX(n), {} \
-                 FROM ranked WHERE {}{group} LIMIT {}",
-                columns.join(", "),
-                kept.join(" OR "),
-                MAX_GROUPS + 1
-            );
-            for row in self.query(backend, sql, values).await? {
-                let key = read_key(&row, request)?;
-                let count: Option<i64> = row.try_get_by_index(n).map_err(internal)?;
-                let Some(count) = count else {
-                    continue;
-                };
-                for (i, (p, out)) in ps.iter().zip(result.iter_mut()).enumerate() {
-                    let lower: Option<i64> =
-                        row.try_get_by_index(n + 1 + 2 * i).map_err(internal)?;
-                    let upper: Option<i64> =
-                        row.try_get_by_index(n + 2 + 2 * i).map_err(internal)?;
-                    let Some(lower) = lower else {
-                        continue;
-                    };
-                    let position = p * (count - 1) as f64;
-                    let fraction = position - position.floor();
-                    let value = match upper {
-                        Some(upper) if fraction > 0.0 => {
-                            lower as f64 + (upper - lower) as f64 * fraction
-                        }
-                        _ => lower as f64,
-                    };
+        for row in self.query(sql, values).await? {
+            let key = read_key(&row, request)?;
+            for (value, out) in dialect
+                .read_percentiles(&row, n, ps)?
+                .into_iter()
+                .zip(&mut result)
+            {
+                if let Some(value) = value {
                     out.insert(key.clone(), value);
                 }
             }
@@ -228,8 +167,7 @@ impl Store {
         plan: &BucketPlan,
         bounds: &HistogramBounds,
     ) -> Result<HashMap<GroupKey, Vec<i64>>, AppError> {
-        let backend = self.backend();
-        let (inner, values) = base_select(backend, request, plan);
+        let (inner, values) = base_select(self.dialect(), request, plan);
         let keys = key_list(request);
         let mut bucket = String::from("CAST(CASE");
         for (i, b) in bounds.bounds().iter().enumerate() {
@@ -248,9 +186,9 @@ impl Store {
         );
         let n = request.group_by.len();
         let mut result: HashMap<GroupKey, Vec<i64>> = HashMap::new();
-        for row in self.query(backend, sql, values).await? {
-            let index: i64 = row.try_get_by_index(n).map_err(internal)?;
-            let count: i64 = row.try_get_by_index(n + 1).map_err(internal)?;
+        for row in self.query(sql, values).await? {
+            let index: i64 = row.try_get_by_index(n).map_err(defect)?;
+            let count: i64 = row.try_get_by_index(n + 1).map_err(defect)?;
             let counts = result
                 .entry(read_key(&row, request)?)
                 .or_insert_with(|| vec![0; bounds.bucket_count()]);
@@ -263,18 +201,17 @@ impl Store {
 
     async fn query(
         &self,
-        backend: DatabaseBackend,
         sql: String,
         values: sea_orm::Values,
     ) -> Result<Vec<QueryResult>, AppError> {
         self.db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .query_all_raw(Statement::from_sql_and_values(self.backend(), sql, values))
             .await
-            .map_err(unavailable)
+            .map_err(db_error)
     }
 }
 
-fn too_many_groups() -> AppError {
+pub(crate) fn too_many_groups() -> AppError {
     AppError::bad_input(
         "groupBy",
         format!("more than {MAX_GROUPS} groups; narrow the filter or group by fewer dimensions"),
@@ -301,14 +238,14 @@ fn group_clause(keys: &str) -> String {
 /// `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
 /// other literal is a number the service produced.
 fn base_select(
-    backend: DatabaseBackend,
+    dialect: Dialect,
     request: &StatsRequest,
     plan: &BucketPlan,
 ) -> (String, sea_orm::Values) {
     let mut select = Query::select();
     for (i, dimension) in request.group_by.iter().enumerate() {
         let expr = match dimension.period() {
-            Some(period) => time_bucket_key(backend, period, plan),
+            Some(period) => time_bucket_key(dialect, period, plan),
             None => format!("\"{}\"", text_column(*dimension)),
         };
         select.expr_as(Expr::cust(expr), Alias::new(format!("g{i}")));
@@ -318,12 +255,18 @@ fn base_select(
         .expr_as(Expr::cust("\"duration_seconds\""), Alias::new("d"))
         .expr_as(flag("\"recording_url\" IS NOT NULL"), Alias::new("rec"))
         .expr_as(flag("\"started_at\" IS NOT NULL"), Alias::new("ans"))
-        .expr_as(flag("\"status\" = 'MISSED'"), Alias::new("missed"))
-        .expr_as(flag("\"status\" = 'REJECT'"), Alias::new("rejected"))
+        .expr_as(
+            flag(&format!("\"status\" = '{STATUS_MISSED}'")),
+            Alias::new("missed"),
+        )
+        .expr_as(
+            flag(&format!("\"status\" = '{STATUS_REJECTED}'")),
+            Alias::new("rejected"),
+        )
         .expr_as(Expr::cust("\"ended_at\""), Alias::new("ended_at"))
         .from(call::Entity)
         .cond_where(condition(&request.filter));
-    let statement = backend.build(&select);
+    let statement = dialect.backend().build(&select);
     (
         statement.sql,
         statement.values.unwrap_or(sea_orm::Values(Vec::new())),
@@ -343,17 +286,9 @@ fn text_column(dimension: Dimension) -> &'static str {
     }
 }
 
-/// Whole epoch seconds of `ended_at`.
-fn epoch_seconds(backend: DatabaseBackend) -> &'static str {
-    match backend {
-        DatabaseBackend::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM \"ended_at\")) AS BIGINT)",
-        _ => "CAST(strftime('%s', \"ended_at\") AS INTEGER)",
-    }
-}
-
 /// The zone's UTC offset, in seconds, at the instant `instant` (SQL giving epoch seconds): a
 /// `CASE` over the offset segments, or the constant when there is one.
-pub(super) fn offset_case(segments: &[OffsetSegment], instant: &str) -> String {
+pub(crate) fn offset_case(segments: &[OffsetSegment], instant: &str) -> String {
     match segments {
         [] => "0".to_owned(),
         [only] => only.offset_seconds.to_string(),
@@ -373,28 +308,18 @@ pub(super) fn offset_case(segments: &[OffsetSegment], instant: &str) -> String {
     }
 }
 
-/// The SQL of a call's time-bucket key (see [`crate::domain::stats`] for the keys).
-///
-/// This is the one place that decides how rows meet time buckets; a pre-aggregated bucket
-/// table would replace the queries that call it.
-pub fn time_bucket_key(backend: DatabaseBackend, period: Period, plan: &BucketPlan) -> String {
-    let epoch = epoch_seconds(backend);
-    let offset = offset_case(&plan.segments, epoch);
+/// The SQL of a call's time-bucket key (see [`crate::domain::stats`] for the keys): the one
+/// place that decides how `calls` rows meet time buckets (the rollup's tiers hold the same
+/// buckets pre-aggregated, `store::rollup`).
+fn time_bucket_key(dialect: Dialect, period: Period, plan: &BucketPlan) -> String {
+    let epoch = dialect.epoch_seconds("\"ended_at\"");
+    let offset = offset_case(&plan.segments, &epoch);
     let local = format!("({epoch} + {offset})");
     match period {
         Period::Hour => format!("({epoch} - ((({local} % 3600) + 3600) % 3600))"),
         Period::Day => format!("({local} / 86400)"),
         Period::Week => format!("(({local} / 86400 + 3) / 7)"),
-        Period::Month => match backend {
-            DatabaseBackend::Postgres => format!(
-                "CAST(EXTRACT(YEAR FROM to_timestamp({local}) AT TIME ZONE 'UTC') * 12 \
-                 + EXTRACT(MONTH FROM to_timestamp({local}) AT TIME ZONE 'UTC') - 1 AS BIGINT)"
-            ),
-            _ => format!(
-                "(CAST(strftime('%Y', {local}, 'unixepoch') AS INTEGER) * 12 \
-                 + CAST(strftime('%m', {local}, 'unixepoch') AS INTEGER) - 1)"
-            ),
-        },
+        Period::Month => dialect.month_key(&local),
     }
 }
 
@@ -407,11 +332,11 @@ fn read_key(row: &QueryResult, request: &StatsRequest) -> Result<GroupKey, AppEr
             if dimension.period().is_some() {
                 row.try_get_by_index::<i64>(i)
                     .map(KeyPart::Bucket)
-                    .map_err(internal)
+                    .map_err(defect)
             } else {
                 row.try_get_by_index::<Option<String>>(i)
                     .map(KeyPart::Text)
-                    .map_err(internal)
+                    .map_err(defect)
             }
         })
         .collect()
@@ -483,11 +408,11 @@ fn zero_fill(request: &StatsRequest, groups: &mut Vec<StatsGroup>) -> Result<(),
 /// The additive measures every aggregate query selects, in this order, from column `offset`:
 /// count, total, min and max duration, with recording, answered, missed, rejected.
 /// Threshold counts are left unset for the caller.
-pub(super) fn read_aggregates(row: &QueryResult, offset: usize) -> Result<Aggregates, AppError> {
-    let int = |i: usize| row.try_get_by_index::<i64>(offset + i).map_err(internal);
+pub(crate) fn read_aggregates(row: &QueryResult, offset: usize) -> Result<Aggregates, AppError> {
+    let int = |i: usize| row.try_get_by_index::<i64>(offset + i).map_err(defect);
     let opt = |i: usize| {
         row.try_get_by_index::<Option<i64>>(offset + i)
-            .map_err(internal)
+            .map_err(defect)
     };
     Ok(Aggregates {
         count: int(0)?,

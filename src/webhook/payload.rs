@@ -9,35 +9,6 @@ use crate::domain::phone;
 use crate::domain::{Anomaly, CallEvent, CallFields, Direction, EventKind, FieldError};
 use crate::error::AppError;
 
-/// The keys DoubleTick documents; anything else is kept in the raw payload and flagged.
-const KNOWN_KEYS: [&str; 25] = [
-    "event",
-    "callId",
-    "chatMessageId",
-    "chatId",
-    "wabaNumber",
-    "customerNumber",
-    "customerName",
-    "customerId",
-    "callDirection",
-    "callStatus",
-    "failedReason",
-    "durationInSeconds",
-    "callStartedAt",
-    "callEndedAt",
-    "pickedBy",
-    "rejectedBy",
-    "endedBy",
-    "recordingUrl",
-    "deviceId",
-    "isNewCaller",
-    "isChatAssigned",
-    "channel",
-    "channelNumber",
-    "from",
-    "to",
-];
-
 /// The event name DoubleTick's permission-reply webhook implies (its body has no `event` key).
 pub const PERMISSION_REPLY: &str = "CALL_PERMISSION_REPLY_RECEIVED";
 
@@ -183,6 +154,7 @@ pub fn from_object(object: &Map<String, Value>, typed: bool) -> Result<Delivery,
         typed,
         errors: Vec::new(),
         anomalies: Vec::new(),
+        read: Vec::new(),
     };
     let event_name = reader.text("event");
     let call_id = reader.text("callId");
@@ -252,7 +224,9 @@ pub fn from_object(object: &Map<String, Value>, typed: bool) -> Result<Delivery,
         is_chat_assigned: reader.boolean("isChatAssigned"),
         anomalies: Vec::new(),
     };
-    if object.keys().any(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+    // The keys DoubleTick documents are the ones read above; anything else is kept in the raw
+    // payload and flagged. (A new key is known once it is read into a field.)
+    if object.keys().any(|k| !reader.read.contains(&k.as_str())) {
         reader.anomalies.push(Anomaly::UnknownFields);
     }
     let event = CallEvent {
@@ -291,9 +265,16 @@ struct FieldReader<'a> {
     typed: bool,
     errors: Vec<FieldError>,
     anomalies: Vec<Anomaly>,
+    /// Every key looked up so far.
+    read: Vec<&'static str>,
 }
 
-impl FieldReader<'_> {
+impl<'a> FieldReader<'a> {
+    fn value(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.read.push(key);
+        self.object.get(key)
+    }
+
     fn reject(self, event: Option<String>, call_id: Option<String>) -> Rejected {
         Rejected {
             error: AppError::InvalidPayload(self.errors),
@@ -303,8 +284,8 @@ impl FieldReader<'_> {
     }
 
     /// A text field; `""` and `null` mean absent. Numbers are taken as their digits.
-    fn text(&mut self, key: &str) -> Option<String> {
-        match self.object.get(key)? {
+    fn text(&mut self, key: &'static str) -> Option<String> {
+        match self.value(key)? {
             Value::String(s) if s.is_empty() => None,
             Value::String(s) => Some(s.clone()),
             Value::Null => None,
@@ -320,7 +301,7 @@ impl FieldReader<'_> {
     }
 
     /// An ISO-8601 instant with `Z` or an offset, kept in UTC at millisecond precision.
-    fn timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+    fn timestamp(&mut self, key: &'static str) -> Option<DateTime<Utc>> {
         let text = self.text(key)?;
         match DateTime::parse_from_rfc3339(text.trim()) {
             Ok(t) => {
@@ -343,8 +324,8 @@ impl FieldReader<'_> {
     }
 
     /// Whole seconds, from a number or a numeric string; fractions round half away from zero.
-    fn duration(&mut self, key: &str) -> Option<i64> {
-        let seconds = match self.object.get(key)? {
+    fn duration(&mut self, key: &'static str) -> Option<i64> {
+        let seconds = match self.value(key)? {
             Value::Number(n) => n.as_f64(),
             Value::String(s) if s.trim().is_empty() => return None,
             Value::String(s) => {
@@ -377,8 +358,8 @@ impl FieldReader<'_> {
     }
 
     /// `true` / `false`, as JSON booleans or as form strings.
-    fn boolean(&mut self, key: &str) -> Option<bool> {
-        match self.object.get(key)? {
+    fn boolean(&mut self, key: &'static str) -> Option<bool> {
+        match self.value(key)? {
             Value::Bool(b) => Some(*b),
             Value::Null => None,
             Value::String(s) if s.is_empty() => None,

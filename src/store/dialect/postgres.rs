@@ -1,6 +1,7 @@
-//! PostgreSQL's write of a batch's new rows in one round trip.
+//! PostgreSQL's side of the seam: migrations under an advisory lock, time and percentile SQL,
+//! the webhook writer's call locks and its batch statement, and bulk-load settings.
 //!
-//! Multi-row `INSERT … VALUES` statements cost a round trip each, and come in as many texts
+//! The batch statement writes a batch's new rows in one round trip. Multi-row `INSERT … VALUES` statements cost a round trip each, and come in as many texts
 //! as there are batch sizes (one prepared statement per shape and table: a batch of 23 new
 //! calls took 13 statements). Here each column of each table travels as one typed array
 //! parameter (binary on the wire, so PostgreSQL parses nothing), zipped back into rows by
@@ -15,18 +16,129 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use entity::{call, call_bucket, call_event, delivery};
+use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ColumnType, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, Statement, Value,
+    DatabaseConnection, DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryResult,
+    Statement, TransactionTrait, Value,
 };
+use sha2::{Digest, Sha256};
 
-use super::rollup::{TIERS, merge};
-use super::unavailable;
+use super::{PercentileQuery, literal};
 use crate::error::AppError;
+use crate::store::error::{db_error, defect, write_error};
+use crate::store::ingest::{all_events_new, ids_in_row_order};
+use crate::store::rollup::{TIERS, merge, new_call_sums};
+
+/// Key of the advisory lock held while migrating, so instances starting together take turns.
+const MIGRATION_LOCK_KEY: i64 = 0x6361_6c6c_7472_6c31;
+
+/// Connections loading at once into an emptied table.
+pub(super) const BULK_LOADERS: usize = 2;
+
+/// PostgreSQL cannot estimate how many groups a computed key makes; it assumes one per bucket,
+/// finds no room for a hash table in the default 4 MB, and sorts the buckets on disk. A year's
+/// few hundred groups hash in well under 32 MB.
+pub(super) const GROUPED_ROLLUP_WORK_MEM: &str = "SET LOCAL work_mem = '32MB'";
+
+/// Index builds sort in memory (the default is 64 MB).
+pub(super) const INDEX_BUILD_SESSION: (&[&str], &[&str], &[&str]) =
+    (&[], &["SET LOCAL maintenance_work_mem = '512MB'"], &[]);
+
+pub(super) const AFTER_BULK_LOAD: &[&str] = &[
+    "ANALYZE calls",
+    "ANALYZE call_events",
+    "ANALYZE call_buckets",
+    "ANALYZE call_half_hours",
+];
+
+pub(super) const SECONDARY_INDEXES: &str = "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
+     WHERE schemaname = current_schema() AND tablename = $1 \
+     AND indexname NOT IN (SELECT conname FROM pg_constraint)";
+
+/// In one transaction under an advisory lock, so two instances starting at once on one
+/// database do not collide.
+pub(super) async fn migrate(db: &DatabaseConnection) -> Result<(), AppError> {
+    let txn = db.begin().await.map_err(db_error)?;
+    txn.execute_raw(Statement::from_string(
+        DatabaseBackend::Postgres,
+        format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
+    ))
+    .await
+    .map_err(db_error)?;
+    Migrator::up(&txn, None).await.map_err(db_error)?;
+    txn.commit().await.map_err(db_error)
+}
+
+pub(super) fn month_key(local: &str) -> String {
+    format!(
+        "CAST(EXTRACT(YEAR FROM to_timestamp({local}) AT TIME ZONE 'UTC') * 12 \
+         + EXTRACT(MONTH FROM to_timestamp({local}) AT TIME ZONE 'UTC') - 1 AS BIGINT)"
+    )
+}
+
+/// `percentile_cont`, one column per percentile.
+pub(super) fn percentiles_sql(q: &PercentileQuery<'_>) -> String {
+    let columns: Vec<String> =
+        q.ps.iter()
+            .map(|p| format!("percentile_cont({}) WITHIN GROUP (ORDER BY d)", literal(*p)))
+            .collect();
+    format!(
+        "WITH base AS ({}) SELECT {}{} FROM base{} LIMIT {}",
+        q.inner,
+        q.select_keys(),
+        columns.join(", "),
+        q.group(),
+        q.limit
+    )
+}
+
+pub(super) fn read_percentiles(
+    row: &QueryResult,
+    keys: usize,
+    ps: &[f64],
+) -> Result<Vec<Option<f64>>, AppError> {
+    (0..ps.len())
+        .map(|i| row.try_get_by_index(keys + i).map_err(defect))
+        .collect()
+}
+
+/// Advisory transaction locks on the batch's call ids, taken in a fixed order so batches
+/// cannot deadlock: writers of one call across instances sharing the database take turns.
+pub(super) async fn lock_calls(
+    txn: &DatabaseTransaction,
+    call_ids: &[&str],
+) -> Result<(), AppError> {
+    if call_ids.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<i64> = call_ids.iter().map(|id| lock_key(id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // One array parameter: the same statement text for every batch, prepared once.
+    let keys: Vec<Value> = keys.into_iter().map(Value::from).collect();
+    let array = Value::Array(ArrayType::BigInt, Some(Box::new(keys)));
+    txn.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT count(pg_advisory_xact_lock(k)) FROM \
+         (SELECT unnest(CAST($1 AS bigint[])) AS k ORDER BY k) AS ordered",
+        [array],
+    ))
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
+fn lock_key(call_id: &str) -> i64 {
+    let digest = Sha256::digest(call_id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
 
 /// The calls among `call_ids` that already have a row: one statement text for any number.
-pub(crate) async fn existing_calls(
+pub(super) async fn existing_calls(
     txn: &DatabaseTransaction,
     call_ids: &[&str],
 ) -> Result<HashSet<String>, AppError> {
@@ -41,29 +153,25 @@ pub(crate) async fn existing_calls(
             [Value::Array(ArrayType::String, Some(Box::new(ids)))],
         ))
         .await
-        .map_err(unavailable)?;
+        .map_err(write_error)?;
     rows.iter()
         .map(|row| row.try_get_by_index::<String>(0))
         .collect::<Result<_, _>>()
-        .map_err(|e| AppError::Internal(e.to_string()))
-}
-
-/// What the batch statement reports: how many events were new, and the log rows written.
-pub(crate) struct Written {
-    pub events_inserted: i64,
-    /// `(id, sha256, outcome)` of each log row, in no particular order.
-    pub deliveries: Vec<(i64, String, String)>,
+        .map_err(defect)
 }
 
 /// Inserts new events (skipping ones already stored), new call rows, log rows, and adds the
-/// bucket sums to the rollup's two tiers (in [`TIERS`] order), in one statement.
-pub(crate) async fn write_new(
+/// calls' bucket sums to the rollup's two tiers (in [`TIERS`] order), in one statement.
+pub(super) async fn write_new(
     txn: &DatabaseTransaction,
     events: &[call_event::ActiveModel],
     calls: &[call::ActiveModel],
     deliveries: &[delivery::ActiveModel],
-    tiers: [Vec<call_bucket::Model>; 2],
-) -> Result<Written, AppError> {
+) -> Result<Vec<i64>, AppError> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tiers = new_call_sums(calls);
     let mut values: Vec<Value> = Vec::new();
     values.extend(column_arrays(events)?);
     values.extend(column_arrays(calls)?);
@@ -79,11 +187,9 @@ pub(crate) async fn write_new(
             values,
         ))
         .await
-        .map_err(unavailable)?;
-    let mut written = Written {
-        events_inserted: 0,
-        deliveries: Vec::with_capacity(rows.len()),
-    };
+        .map_err(write_error)?;
+    let mut events_inserted = 0;
+    let mut written = Vec::with_capacity(rows.len());
     for row in rows {
         let read = || -> Result<_, sea_orm::DbErr> {
             Ok((
@@ -93,12 +199,12 @@ pub(crate) async fn write_new(
                 row.try_get_by_index::<i64>(3)?,
             ))
         };
-        let (id, sha256, outcome, events) =
-            read().map_err(|e| AppError::Internal(e.to_string()))?;
-        written.events_inserted = events;
-        written.deliveries.push((id, sha256, outcome));
+        let (id, sha256, outcome, events) = read().map_err(defect)?;
+        events_inserted = events;
+        written.push((id, sha256, outcome));
     }
-    Ok(written)
+    all_events_new(events_inserted, events.len())?;
+    ids_in_row_order(deliveries, written)
 }
 
 /// The batch statement: the events', calls', log rows' and both tiers' bucket sums' column

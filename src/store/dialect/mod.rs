@@ -1,0 +1,306 @@
+//! The one seam between SQLite and PostgreSQL: chosen once when the store opens, it owns every
+//! difference (placeholders, time arithmetic, percentiles, migrations, batch writes, call
+//! locks, bulk-load settings). Nothing outside this folder asks which backend it runs on.
+//!
+//! `sqlite.rs` and `postgres.rs` hold each backend's statements; this file says which one a
+//! question goes to.
+mod postgres;
+mod sqlite;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use entity::{call, call_event, delivery};
+use sea_orm::{DatabaseBackend, DatabaseConnection, DatabaseTransaction, QueryResult, Value};
+
+use crate::error::AppError;
+
+/// The database calltrail runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a database URL (`postgres://`/`postgresql://`, else SQLite).
+    pub fn of_url(url: &str) -> Dialect {
+        if url.starts_with("postgres") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
+    /// The dialect of an open connection or transaction's backend.
+    pub(crate) fn of_backend(backend: DatabaseBackend) -> Dialect {
+        match backend {
+            DatabaseBackend::Postgres => Dialect::Postgres,
+            _ => Dialect::Sqlite,
+        }
+    }
+
+    pub fn backend(self) -> DatabaseBackend {
+        match self {
+            Dialect::Sqlite => DatabaseBackend::Sqlite,
+            Dialect::Postgres => DatabaseBackend::Postgres,
+        }
+    }
+
+    // Connection setup.
+
+    /// Pooled connections: SQLite writes one transaction at a time whatever we do (a few
+    /// readers beside the writer); PostgreSQL gets one writer plus readers on two cores.
+    pub(crate) fn pool_size(self) -> u32 {
+        match self {
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 10,
+        }
+    }
+
+    /// Whether committed pages are copied from the write-ahead log beside the writer
+    /// (`store::checkpoint`): SQLite's log only.
+    pub(crate) fn checkpoints_beside_the_writer(self) -> bool {
+        self == Dialect::Sqlite
+    }
+
+    /// Applies pending migrations: on PostgreSQL in one transaction under an advisory lock,
+    /// so instances starting at once on one database take turns.
+    pub(crate) async fn migrate(self, db: &DatabaseConnection) -> Result<(), AppError> {
+        match self {
+            Dialect::Sqlite => sqlite::migrate(db).await,
+            Dialect::Postgres => postgres::migrate(db).await,
+        }
+    }
+
+    // SQL fragments.
+
+    /// The `i`-th bound value's placeholder (from 1).
+    pub(crate) fn placeholder(self, i: usize) -> String {
+        match self {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${i}"),
+        }
+    }
+
+    /// The values of a statement that uses each of `values`' placeholders `times` times:
+    /// PostgreSQL's numbered placeholders bind each once, SQLite's `?` bind in order.
+    pub(crate) fn bind_repeated(self, values: Vec<Value>, times: usize) -> Vec<Value> {
+        match self {
+            Dialect::Sqlite => (0..times).flat_map(|_| values.iter().cloned()).collect(),
+            Dialect::Postgres => values,
+        }
+    }
+
+    /// Whole epoch seconds of the timestamp `column`.
+    pub(crate) fn epoch_seconds(self, column: &str) -> String {
+        migration::sql::epoch_seconds(self.backend(), column)
+    }
+
+    /// The month key (`year * 12 + month - 1`) of `local`, SQL giving local epoch seconds.
+    pub(crate) fn month_key(self, local: &str) -> String {
+        match self {
+            Dialect::Sqlite => sqlite::month_key(local),
+            Dialect::Postgres => postgres::month_key(local),
+        }
+    }
+
+    /// The query of each group's continuous percentiles `ps` of `d` over `base` (whose rows
+    /// carry the group key columns `keys`); read each row with [`Dialect::read_percentiles`].
+    pub(crate) fn percentiles_sql(self, query: &PercentileQuery<'_>) -> String {
+        match self {
+            Dialect::Sqlite => sqlite::percentiles_sql(query),
+            Dialect::Postgres => postgres::percentiles_sql(query),
+        }
+    }
+
+    /// One row of [`Dialect::percentiles_sql`]: each percentile's value (none for an empty
+    /// group), read from the columns after the `keys` key columns.
+    pub(crate) fn read_percentiles(
+        self,
+        row: &QueryResult,
+        keys: usize,
+        ps: &[f64],
+    ) -> Result<Vec<Option<f64>>, AppError> {
+        match self {
+            Dialect::Sqlite => sqlite::read_percentiles(row, keys, ps),
+            Dialect::Postgres => postgres::read_percentiles(row, keys, ps),
+        }
+    }
+
+    /// A statement to run first in the transaction of a rollup query grouped by a computed
+    /// key, if the backend needs one (PostgreSQL's default `work_mem` makes it sort on disk).
+    pub(crate) fn grouped_rollup_setup(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(postgres::GROUPED_ROLLUP_WORK_MEM),
+        }
+    }
+
+    // The webhook writer.
+
+    /// How many batch transactions may be in flight at once, of `asked`: PostgreSQL builds
+    /// one while another waits for its commit to reach the disk; SQLite writes one at a time.
+    pub(crate) fn batches_in_flight(self, asked: u16) -> usize {
+        match self {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => usize::from(asked.max(1)),
+        }
+    }
+
+    /// Whether a lone delivery takes the batch statements. On PostgreSQL the batch statement's
+    /// fixed cost (a function scan and a tuplestore per column array) is more than the plain
+    /// statements cost for one row (0.93 against 0.41 ms of server time, measured); on SQLite
+    /// the batch statements are the cheaper way for one delivery too.
+    pub(crate) fn batches_a_lone_delivery(self) -> bool {
+        self == Dialect::Sqlite
+    }
+
+    /// Longest wait for a writer's transaction to begin before its batch is answered 503.
+    /// SQLite waits on its own busy timeout; a PostgreSQL connection that cannot be had
+    /// quickly means the server is down, and a sender learns it at once.
+    pub(crate) fn begin_timeout(self) -> Duration {
+        match self {
+            Dialect::Sqlite => Duration::MAX,
+            Dialect::Postgres => Duration::from_secs(2),
+        }
+    }
+
+    /// Serialises writers of the same calls across instances sharing one database (PostgreSQL:
+    /// advisory transaction locks in a fixed order; SQLite's write lock already does it).
+    pub(crate) async fn lock_calls(
+        self,
+        txn: &DatabaseTransaction,
+        call_ids: &[&str],
+    ) -> Result<(), AppError> {
+        match self {
+            Dialect::Sqlite => Ok(()),
+            Dialect::Postgres => postgres::lock_calls(txn, call_ids).await,
+        }
+    }
+
+    /// The calls among `call_ids` that already have a row.
+    pub(crate) async fn existing_calls(
+        self,
+        txn: &DatabaseTransaction,
+        call_ids: &[&str],
+    ) -> Result<HashSet<String>, AppError> {
+        match self {
+            Dialect::Sqlite => sqlite::existing_calls(txn, call_ids).await,
+            Dialect::Postgres => postgres::existing_calls(txn, call_ids).await,
+        }
+    }
+
+    /// Writes a batch's new calls (none had a row) with their one event each, the log rows of
+    /// the batched deliveries, and the calls' rollup sums. Returns the log rows' ids in the
+    /// order of `deliveries`.
+    pub(crate) async fn write_new(
+        self,
+        txn: &DatabaseTransaction,
+        events: &[call_event::ActiveModel],
+        calls: &[call::ActiveModel],
+        deliveries: &[delivery::ActiveModel],
+    ) -> Result<Vec<i64>, AppError> {
+        match self {
+            Dialect::Sqlite => sqlite::write_new(txn, events, calls, deliveries).await,
+            Dialect::Postgres => postgres::write_new(txn, events, calls, deliveries).await,
+        }
+    }
+
+    // Bulk loading (`calltrail seed`).
+
+    /// The settings a bulk load runs under: `(inside each loading transaction first, then
+    /// before it commits)`.
+    pub(crate) fn bulk_load_session(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Dialect::Sqlite => sqlite::BULK_LOAD_SESSION,
+            Dialect::Postgres => (&[], &[]),
+        }
+    }
+
+    /// Connections loading at once into an emptied table, and how many statement chunks each
+    /// transaction takes (`None`: all of them).
+    pub(crate) fn bulk_loaders(self) -> (usize, Option<usize>) {
+        match self {
+            Dialect::Sqlite => (1, Some(sqlite::CHUNKS_PER_COMMIT)),
+            Dialect::Postgres => (postgres::BULK_LOADERS, None),
+        }
+    }
+
+    /// What runs before and around building indexes after a bulk load: `(before, outside any
+    /// transaction; first inside the building transaction; last inside it)`.
+    pub(crate) fn index_build_session(
+        self,
+    ) -> (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    ) {
+        match self {
+            Dialect::Sqlite => sqlite::INDEX_BUILD_SESSION,
+            Dialect::Postgres => postgres::INDEX_BUILD_SESSION,
+        }
+    }
+
+    /// What runs after a bulk load: statistics for the planner (and SQLite's log moved into
+    /// the database file).
+    pub(crate) fn after_bulk_load(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => sqlite::AFTER_BULK_LOAD,
+            Dialect::Postgres => postgres::AFTER_BULK_LOAD,
+        }
+    }
+
+    /// A statement that makes this connection reload the schema before DDL that depends on a
+    /// change made on another connection (SQLite compiles against its cached copy).
+    pub(crate) fn refresh_schema(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => sqlite::REFRESH_SCHEMA,
+            Dialect::Postgres => &[],
+        }
+    }
+
+    /// The query listing a table's secondary indexes (`name`, `definition`), the table's name
+    /// bound as the one value.
+    pub(crate) fn secondary_indexes_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => sqlite::SECONDARY_INDEXES,
+            Dialect::Postgres => postgres::SECONDARY_INDEXES,
+        }
+    }
+}
+
+/// What a percentile query is built from.
+pub(crate) struct PercentileQuery<'a> {
+    /// The `base` rows' query: `g0..gN` and `d`.
+    pub inner: &'a str,
+    /// `g0, g1, ...` (empty without grouping).
+    pub keys: &'a str,
+    pub ps: &'a [f64],
+    /// Most rows to return.
+    pub limit: usize,
+}
+
+impl PercentileQuery<'_> {
+    fn select_keys(&self) -> String {
+        if self.keys.is_empty() {
+            String::new()
+        } else {
+            format!("{}, ", self.keys)
+        }
+    }
+
+    fn group(&self) -> String {
+        if self.keys.is_empty() {
+            String::new()
+        } else {
+            format!(" GROUP BY {}", self.keys)
+        }
+    }
+}
+
+/// A percentile as a SQL literal: `{:e}` prints the shortest literal that reads back as the
+/// same f64.
+fn literal(p: f64) -> String {
+    format!("CAST({p:e} AS DOUBLE PRECISION)")
+}
