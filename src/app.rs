@@ -16,6 +16,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::access::Gate;
 use crate::config::Settings;
 use crate::error::{AppError, RETRY_AFTER_SECONDS};
 use crate::graphql::{self, Limits};
@@ -26,8 +27,8 @@ use crate::webhook::{self, WebhookState, auth::Tokens};
 /// Largest GraphQL request body accepted.
 pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
 
-/// The router over an opened, migrated store.
-pub fn router(store: Store, settings: &Settings) -> Router {
+/// The router over an opened, migrated store; `gate` decides who reads.
+pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
     let ingestor = Ingestor::start(store.clone(), settings.write_batches);
     let webhook_state = WebhookState {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
@@ -38,6 +39,8 @@ pub fn router(store: Store, settings: &Settings) -> Router {
         Limits {
             max_page_size: settings.max_page_size,
         },
+        gate,
+        ingestor.clone(),
     );
     let webhooks = Router::new()
         .route(
@@ -183,16 +186,30 @@ pub async fn spawn(settings: &Settings) -> Result<RunningApp, AppError> {
             "NO WEBHOOK TOKEN CONFIGURED: anyone who can reach {addr} can post calls. Fine for local use; set CALLTRAIL_WEBHOOK_TOKEN before exposing calltrail."
         );
     }
-    let store = Store::connect(&settings.database_url).await?;
+    let store = Store::connect_with(&settings.database_url, settings.store_options()).await?;
     store.migrate().await?;
-    let app = router(store.clone(), settings);
+    let gate = Gate::new(store.clone(), addr.ip().is_loopback());
+    if !gate.keys_exist().await? {
+        if !addr.ip().is_loopback() {
+            return Err(AppError::Internal(format!(
+                "refusing to listen on {addr} while no API key exists: anyone could read every client's calls. Create one with `calltrail keys create --name NAME --role admin`, or bind a loopback address"
+            )));
+        }
+        tracing::warn!(
+            "NO API KEY EXISTS: anyone who can reach {addr} can read every call. Fine for local use; create a key (`calltrail keys create`) before exposing calltrail, and every read then needs one."
+        );
+    }
+    let app = router(store.clone(), settings, gate);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
     });
     Ok(RunningApp {
         addr,

@@ -1,4 +1,6 @@
 //! Settings: one struct, read from flags with environment fallbacks; tests build it in code.
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 
 /// The default store: an SQLite file in the working directory, created on first start.
@@ -46,6 +48,36 @@ pub struct Settings {
         global = true
     )]
     pub write_batches: u16,
+    /// Longest a read's database statement may run before the database stops it and the
+    /// query is answered `QUERY_TIMEOUT`: `10s`, `500ms`, or whole seconds.
+    #[arg(
+        long,
+        env = "CALLTRAIL_QUERY_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_duration,
+        global = true
+    )]
+    pub query_timeout: Duration,
+}
+
+/// `500ms`, `10s` or `10` (seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000)
+    } else {
+        (text, 1000)
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 10s or 10"))?;
+    if n == 0 {
+        return Err("must be more than zero".into());
+    }
+    Ok(Duration::from_millis(n.saturating_mul(scale)))
 }
 
 impl Settings {
@@ -57,6 +89,15 @@ impl Settings {
             webhook_token: Vec::new(),
             max_page_size: 500,
             write_batches: 3,
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How the store is opened.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            query_timeout: self.query_timeout,
+            write_batches: self.write_batches,
         }
     }
 
@@ -80,6 +121,33 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `calltrail keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; the last line printed is the key alone (shown once, never stored).
+    Create {
+        /// A name saying whose key it is (shown in listings and in the access log).
+        #[arg(long)]
+        name: String,
+        /// `admin`, `reviewer` or `analyst`.
+        #[arg(long)]
+        role: String,
+        /// Limit the key to this business number's calls (repeatable).
+        #[arg(long = "waba")]
+        waba: Vec<String>,
+        /// Limit the key to this agent's calls (`pickedBy`; repeatable).
+        #[arg(long = "agent")]
+        agent: Vec<String>,
+        /// The key stops working this many days from now.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List every key: id, name, role, scope, created, last used, expiry, revoked.
+    List,
+    /// Revoke key `ID`, at once, on every instance sharing the database.
+    Revoke { id: i64 },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
@@ -93,6 +161,11 @@ pub enum Command {
         /// Re-process the deliveries that were rejected and not yet resolved.
         #[arg(long)]
         rejected: bool,
+    },
+    /// API keys for reading calls: create, list, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
     },
     /// Load synthetic calls for benchmarks (into an empty database, for realistic figures).
     Seed {

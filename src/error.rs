@@ -19,8 +19,11 @@ pub enum AppError {
     /// A query argument is out of its domain.
     #[error("{argument}: {message}")]
     BadUserInput { argument: String, message: String },
-    #[error("missing or wrong webhook token")]
+    #[error("missing, unknown, revoked or expired credentials")]
     Unauthenticated,
+    /// The reader's key may not read this (its role or its scope).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -34,6 +37,11 @@ pub enum AppError {
     /// Storage cannot be reached or is full: nothing was acknowledged, retry later.
     #[error("storage is unavailable, retry later")]
     Unavailable(String),
+    /// A read ran past `--query-timeout` and the database stopped it.
+    #[error(
+        "the query ran past the time limit; narrow it (fewer groups, a shorter range) or retry"
+    )]
+    QueryTimeout(String),
     /// The database refuses the values themselves (a constraint, a value too large, an invalid
     /// byte sequence): retrying the same data fails the same way. The detail is logged.
     #[error("the database refused the values as they are")]
@@ -57,12 +65,14 @@ impl AppError {
             AppError::InvalidPayload(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadUserInput { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Unstorable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::QueryTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,12 +83,14 @@ impl AppError {
             AppError::InvalidPayload(_) => "INVALID_PAYLOAD",
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::Unauthenticated => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound => "NOT_FOUND",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             AppError::Unstorable(_) => "UNSTORABLE",
+            AppError::QueryTimeout(_) => "QUERY_TIMEOUT",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -98,6 +110,7 @@ impl AppError {
             AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
             AppError::Unavailable(detail) => tracing::warn!(%detail, "storage unavailable"),
             AppError::Unstorable(detail) => tracing::warn!(%detail, "the database refused values"),
+            AppError::QueryTimeout(detail) => tracing::warn!(%detail, "query timed out"),
             _ => {}
         }
     }

@@ -1,5 +1,7 @@
 //! calltrail: DoubleTick "Call Ended" webhooks in, a permanent, queryable call record out.
 
+/// Who is asking: API keys, roles and scopes, decided once per request.
+pub mod access;
 /// The HTTP application: router, binding and graceful shutdown.
 pub mod app;
 /// Settings from flags and environment, and the command line.

@@ -12,6 +12,7 @@ mod m20261127_000006_protect_deliveries;
 mod m20261127_000007_bucket_totals;
 mod m20261128_000008_create_call_half_hours;
 mod m20261201_000009_create_write_probe;
+mod m20261201_000010_create_access;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_bucket_totals::Migration),
             Box::new(m20261128_000008_create_call_half_hours::Migration),
             Box::new(m20261201_000009_create_write_probe::Migration),
+            Box::new(m20261201_000010_create_access::Migration),
         ]
     }
 }

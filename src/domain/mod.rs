@@ -5,6 +5,7 @@ pub mod filter;
 pub mod lifecycle;
 pub mod phone;
 pub mod stats;
+pub mod viewer;
 
 pub use call::{Anomaly, Call, Direction};
 pub use event::{CallEvent, CallFields, EventKind, FieldError};
@@ -13,3 +14,4 @@ pub use filter::{
     SortDirection, TimeRange,
 };
 pub use lifecycle::{CallState, fold};
+pub use viewer::{Role, Scope, Viewer};

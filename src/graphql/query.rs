@@ -1,13 +1,15 @@
 //! The query root: one call, pages of calls, and call statistics.
 use async_graphql::{Context, ID, Object, SelectionField};
 
+use super::access::{reads, viewer};
+use super::access_log;
 use super::inputs::{CallFilter, CallOrder};
 use super::stats::{self, CallDimension, CallStatsResult};
 use super::types::{Call, CallConnection};
 use super::{GqlResult, Limits, gql};
 use crate::domain::{self, CallField, PageFields, PagePart, PageRequest};
 use crate::error::AppError;
-use crate::store::Store;
+use crate::store::reader::Reader;
 
 /// Page size when neither `first` nor `last` is given.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -23,7 +25,8 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "DoubleTick's `callId`.")] call_id: ID,
     ) -> GqlResult<Option<Call>> {
-        let store = ctx.data::<Store>()?;
+        reads(ctx)?;
+        let store = ctx.data::<Reader>()?;
         Ok(store.call(&call_id).await.map_err(gql)?.map(Call))
     }
 
@@ -47,9 +50,11 @@ impl Query {
         #[graphql(desc = "Page size going backward.")] last: Option<i64>,
         #[graphql(desc = "Cursor of the call to end before.")] before: Option<String>,
     ) -> GqlResult<CallConnection> {
-        let store = ctx.data::<Store>()?;
+        reads(ctx)?;
+        let store = ctx.data::<Reader>()?;
         let limits = ctx.data::<Limits>()?;
         let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
+        viewer(ctx)?.check_filter(&filter, "filter").map_err(gql)?;
         let order = order_by.map(domain::CallOrder::from).unwrap_or_default();
         let request =
             page_request(first, after, last, before, limits.max_page_size).map_err(gql)?;
@@ -60,8 +65,22 @@ impl Query {
         Ok(CallConnection::new(page, filter))
     }
 
+    /// Who read which client's calls, newest first (admin keys only).
+    async fn access_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which entries; all of them when omitted.")] filter: Option<
+            access_log::AccessLogFilter,
+        >,
+        #[graphql(desc = "Page size (default 50, at most 500).")] first: Option<i64>,
+        #[graphql(desc = "`endCursor` of the page before.")] after: Option<String>,
+    ) -> GqlResult<access_log::AccessLogConnection> {
+        access_log::access_log(ctx, filter, first, after).await
+    }
+
     /// Statistics over the calls matching `filter`: totals, and one group per distinct
     /// value of the `groupBy` dimensions. Counting and aggregation run in the database.
+    #[graphql(complexity = "super::cost::CALL_STATS + child_complexity")]
     async fn call_stats(
         &self,
         ctx: &Context<'_>,
@@ -80,11 +99,13 @@ impl Query {
         #[graphql(desc = "Calls longer than this many seconds count as `longCalls`.")]
         long_call_seconds: Option<i64>,
     ) -> GqlResult<CallStatsResult> {
-        let store = ctx.data::<Store>()?;
+        reads(ctx)?;
+        let store = ctx.data::<Reader>()?;
         let (total_percentiles, group_percentiles) = stats::wanted_percentiles(ctx.field());
         let measures = stats::wanted_measures(ctx.field());
         stats::call_stats(
             store,
+            viewer(ctx)?,
             filter,
             group_by,
             time_zone.as_deref().unwrap_or("UTC"),

@@ -10,11 +10,12 @@ use super::scalars::DateTime;
 use super::types::CallDirection;
 use super::{GqlResult, gql};
 use crate::domain::Direction;
+use crate::domain::Viewer;
 use crate::domain::stats::{
     self, Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, Measures, StatsRequest,
 };
 use crate::error::AppError;
-use crate::store::Store;
+use crate::store::reader::Reader;
 use crate::store::stats::BucketPlan;
 
 /// What calls can be grouped by. Time dimensions bucket `endedAt` in the requested time zone.
@@ -129,7 +130,7 @@ pub struct HistogramBucket {
 /// One statistics request, shared by its groups: each percentile or histogram asked for is
 /// computed once, for all groups, in one database query.
 struct StatsRun {
-    store: Store,
+    store: Reader,
     request: StatsRequest,
     plan: BucketPlan,
     /// The percentiles the query asks for (read ahead): computed together, in one pass.
@@ -148,7 +149,7 @@ type PerGroup<V> = Arc<HashMap<GroupKey, V>>;
 type Computed<A, V> = Mutex<HashMap<A, Arc<OnceCell<PerGroup<V>>>>>;
 
 impl StatsRun {
-    fn new(store: Store, request: StatsRequest, plan: BucketPlan, wanted: Vec<f64>) -> Arc<Self> {
+    fn new(store: Reader, request: StatsRequest, plan: BucketPlan, wanted: Vec<f64>) -> Arc<Self> {
         Arc::new(StatsRun {
             store,
             request,
@@ -285,6 +286,7 @@ impl CallStats {
     /// The `p` percentile of durations, exact and continuous (interpolated between the two
     /// nearest ranks, as PostgreSQL's `percentile_cont`); null for an empty group. Alias it
     /// to ask for several: `p50: durationPercentile(p: 0.5) p95: durationPercentile(p: 0.95)`.
+    #[graphql(complexity = "super::cost::PERCENTILE")]
     async fn duration_percentile(
         &self,
         #[graphql(desc = "The rank, from 0 (shortest) to 1 (longest); 0.5 is the median.")] p: f64,
@@ -298,6 +300,7 @@ impl CallStats {
     }
     /// How many calls fall in each duration bucket: `n` bounds make `n + 1` buckets, the
     /// first below the first bound, the last from the last bound up.
+    #[graphql(complexity = "super::cost::HISTOGRAM")]
     async fn duration_histogram(
         &self,
         #[graphql(desc = "Bucket bounds in seconds, strictly increasing, at least one.")]
@@ -434,7 +437,8 @@ pub fn wanted_percentiles(call_stats: SelectionField<'_>) -> (Vec<f64>, Vec<f64>
 /// Runs `callStats`: validates, aggregates the groups in the database, and sums them into the
 /// totals (or, without groups, leaves the totals to the first field that needs them).
 pub async fn call_stats(
-    store: &Store,
+    store: &Reader,
+    viewer: &Viewer,
     filter: Option<CallFilter>,
     group_by: Option<Vec<CallDimension>>,
     time_zone: &str,
@@ -457,6 +461,10 @@ pub async fn call_stats(
     )
     .map_err(gql)?
     .with_measures(measures);
+    viewer
+        .check_filter(&request.filter, "filter")
+        .map_err(gql)?;
+    viewer.check_dimensions(&request.group_by).map_err(gql)?;
     let totals_request = request.ungrouped();
     let (total, groups) = if request.group_by.is_empty() {
         (None, Vec::new())

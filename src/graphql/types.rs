@@ -1,12 +1,13 @@
 //! Output types, mapped from domain types.
 use async_graphql::{ComplexObject, Context, Enum, ID, Object, SimpleObject};
 
+use super::access::identity;
 use super::scalars::DateTime;
 use super::{GqlResult, gql};
 use crate::domain::call::CallRevision as DomainRevision;
 use crate::domain::{self, Anomaly};
-use crate::store::Store;
 use crate::store::calls::Page;
+use crate::store::reader::Reader;
 
 /// Who placed the call.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -88,17 +89,22 @@ impl Call {
     async fn direction(&self) -> CallDirection {
         self.0.direction.into()
     }
-    /// `customerId`: DoubleTick's customer id.
-    async fn customer_id(&self) -> Option<&str> {
-        self.0.customer_id.as_deref()
+    /// `customerId`: DoubleTick's customer id. Customer identity: FORBIDDEN to analyst keys.
+    async fn customer_id(&self, ctx: &Context<'_>) -> GqlResult<Option<&str>> {
+        identity(ctx, &self.0, "customerId")?;
+        Ok(self.0.customer_id.as_deref())
     }
-    /// `customerName`: the customer's display name.
-    async fn customer_name(&self) -> Option<&str> {
-        self.0.customer_name.as_deref()
+    /// `customerName`: the customer's display name. Customer identity: FORBIDDEN to analyst
+    /// keys.
+    async fn customer_name(&self, ctx: &Context<'_>) -> GqlResult<Option<&str>> {
+        identity(ctx, &self.0, "customerName")?;
+        Ok(self.0.customer_name.as_deref())
     }
-    /// `customerNumber`, exactly as sent (filters match it by its digits).
-    async fn customer_number(&self) -> &str {
-        &self.0.customer_number
+    /// `customerNumber`, exactly as sent (filters match it by its digits). Always present;
+    /// `null` only with a FORBIDDEN error (customer identity, refused to analyst keys).
+    async fn customer_number(&self, ctx: &Context<'_>) -> GqlResult<Option<&str>> {
+        identity(ctx, &self.0, "customerNumber")?;
+        Ok(Some(&self.0.customer_number))
     }
     /// `wabaNumber`: the business's WhatsApp number.
     async fn waba_number(&self) -> &str {
@@ -160,9 +166,11 @@ impl Call {
     async fn duration_seconds(&self) -> i64 {
         self.0.duration_seconds
     }
-    /// `recordingUrl` as sent (it opens only with the account's API key, which calltrail never holds); `null` when none.
-    async fn recording_url(&self) -> Option<&str> {
-        self.0.recording_url.as_deref()
+    /// `recordingUrl` as sent (it opens only with the account's API key, which calltrail never
+    /// holds); `null` when none. Refused (FORBIDDEN) to analyst keys.
+    async fn recording_url(&self, ctx: &Context<'_>) -> GqlResult<Option<&str>> {
+        identity(ctx, &self.0, "recordingUrl")?;
+        Ok(self.0.recording_url.as_deref())
     }
     /// `isNewCaller` (missed calls).
     async fn is_new_caller(&self) -> Option<bool> {
@@ -196,19 +204,24 @@ impl Call {
     async fn raw_content_type(&self) -> &str {
         &self.0.raw_content_type
     }
-    /// The body of the delivery this version was built from, exactly as received.
-    async fn raw_payload(&self) -> &str {
-        &self.0.raw_payload
+    /// The body of the delivery this version was built from, exactly as received. Always
+    /// present; `null` only with a FORBIDDEN error (refused to analyst keys).
+    async fn raw_payload(&self, ctx: &Context<'_>) -> GqlResult<Option<&str>> {
+        identity(ctx, &self.0, "rawPayload")?;
+        Ok(Some(&self.0.raw_payload))
     }
-    /// Earlier versions of this call, oldest first (empty when it never changed).
-    async fn revisions(&self, ctx: &Context<'_>) -> GqlResult<Vec<CallRevision>> {
-        let store = ctx.data::<Store>()?;
+    /// Earlier versions of this call, oldest first (empty when it never changed); `null` only
+    /// with a FORBIDDEN error (refused to analyst keys).
+    #[graphql(complexity = "super::cost::REVISIONS")]
+    async fn revisions(&self, ctx: &Context<'_>) -> GqlResult<Option<Vec<CallRevision>>> {
+        identity(ctx, &self.0, "revisions")?;
+        let store = ctx.data::<Reader>()?;
         // Boxed: every field of `Call` is resolved through one future sized for its largest
         // field, and async-graphql moves that future onto the heap for each field of each call.
         let revisions = Box::pin(store.revisions(&self.0.call_id))
             .await
             .map_err(gql)?;
-        Ok(revisions.into_iter().map(CallRevision).collect())
+        Ok(Some(revisions.into_iter().map(CallRevision).collect()))
     }
 }
 
@@ -281,8 +294,9 @@ impl CallConnection {
         self.edges.iter().map(|e| &e.call).collect()
     }
     /// How many calls match the filter in all (computed only when asked for).
+    #[graphql(complexity = "super::cost::TOTAL_COUNT")]
     async fn total_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
-        let store = ctx.data::<Store>()?;
+        let store = ctx.data::<Reader>()?;
         let count = store.count(&self.filter).await.map_err(gql)?;
         Ok(count as i64)
     }

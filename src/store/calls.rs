@@ -32,7 +32,7 @@ pub struct Page {
 
 impl Store {
     /// The concluded call with DoubleTick id `call_id`.
-    pub async fn call(&self, call_id: &str) -> Result<Option<Call>, AppError> {
+    pub(super) async fn call(&self, call_id: &str) -> Result<Option<Call>, AppError> {
         let model = call::Entity::find()
             .filter(call::Column::CallId.eq(call_id))
             .filter(call::Column::EndedAt.is_not_null())
@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// How many concluded calls match `filter`, counted in the database.
-    pub async fn count(&self, filter: &CallFilter) -> Result<u64, AppError> {
+    pub(super) async fn count(&self, filter: &CallFilter) -> Result<u64, AppError> {
         call::Entity::find()
             .filter(condition(filter))
             .count(&self.db)
@@ -52,7 +52,7 @@ impl Store {
     }
 
     /// One keyset page: rows strictly after (or before) the cursor in `order`, tie-broken by id.
-    pub async fn page(
+    pub(super) async fn page(
         &self,
         filter: &CallFilter,
         order: CallOrder,
@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// Earlier versions of a call, oldest first.
-    pub async fn revisions(&self, call_id: &str) -> Result<Vec<CallRevision>, AppError> {
+    pub(super) async fn revisions(&self, call_id: &str) -> Result<Vec<CallRevision>, AppError> {
         let rows = call_revision::Entity::find()
             .filter(call_revision::Column::CallId.eq(call_id))
             .order_by_asc(call_revision::Column::Revision)

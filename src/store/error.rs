@@ -1,6 +1,6 @@
 //! Database errors by kind, decided once here from the driver's error codes: what a retry can
-//! fix (a lost connection, a full pool, a lock or statement timeout, a full disk, a read-only
-//! file or standby) and what it cannot (the data itself: a constraint, a value too large, an
+//! fix (a lost connection, a full pool, a lock timeout, a full disk, a read-only file or
+//! standby), a statement the database stopped at a reader's time limit, and what a retry cannot (the data itself: a constraint, a value too large, an
 //! invalid byte sequence; or calltrail's own defect: bad SQL, a missing table, a decode error).
 use std::ops::Deref;
 
@@ -15,6 +15,9 @@ pub enum DbFault {
     Transient,
     /// The database refuses the values themselves: retrying the same data fails the same way.
     Content,
+    /// The database stopped the statement: a reader's time limit (PostgreSQL's
+    /// `statement_timeout`, SQLite's interrupt).
+    Cancelled,
     /// The database named in the URL does not exist (PostgreSQL's `3D000`).
     MissingDatabase,
     /// The statement or the schema is wrong, or a value did not decode: a bug or a schema
@@ -74,12 +77,10 @@ pub fn fault(e: &DbErr) -> DbFault {
 fn postgres_fault(code: &str) -> DbFault {
     match code {
         "3D000" => DbFault::MissingDatabase,
-        // Serialization failure, deadlock; a cancelled statement (statement_timeout), an
-        // administrator's shutdown or a crash; disk full, out of memory, too many
+        // Serialization failure, deadlock; an administrator's shutdown or a crash; disk full, out of memory, too many
         // connections; a lock not available; a read-only transaction (a standby).
-        "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03" | "55P03" | "25006" => {
-            DbFault::Transient
-        }
+        "57014" => DbFault::Cancelled,
+        "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03" | "25006" => DbFault::Transient,
         _ => match code.get(..2) {
             // Connection exceptions, insufficient resources, system and I/O errors.
             Some("08" | "53" | "58" | "XX") => DbFault::Transient,
@@ -97,6 +98,7 @@ fn sqlite_fault(code: &str) -> DbFault {
         return DbFault::Defect;
     };
     match extended & 0xff {
+        9 => DbFault::Cancelled,
         // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
         5 | 6 | 7 | 8 | 10 | 13 | 14 | 15 => DbFault::Transient,
         // TOOBIG, CONSTRAINT, MISMATCH, RANGE.
@@ -111,6 +113,7 @@ pub(crate) fn db_error(e: DbErr) -> AppError {
     let detail = e.to_string();
     match fault(&e) {
         DbFault::Transient | DbFault::MissingDatabase => AppError::Unavailable(detail),
+        DbFault::Cancelled => AppError::QueryTimeout(detail),
         DbFault::Content => AppError::Unstorable(detail),
         DbFault::Defect => AppError::Internal(detail),
     }
@@ -209,7 +212,7 @@ mod tests {
                 ),
                 (
                     "SET statement_timeout = '10ms'; SELECT pg_sleep(1)",
-                    DbFault::Transient,
+                    DbFault::Cancelled,
                     "statement timeout",
                 ),
             ],

@@ -4,8 +4,10 @@
 //! - `error`: database errors by kind (transient, content, defect).
 //! - `ingest/`: the webhook writer (group commit, batch plan, per-delivery apply).
 //! - `rollup/`: the pre-aggregated tiers: kept equal to `calls`, and answering from them.
-//! - `calls`, `filter`, `stats`, `deliveries`: reads; `seed`: bulk loading; `checkpoint`:
-//!   SQLite's log copied beside the writer.
+//! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
+//!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
+//!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
+pub mod access;
 pub mod calls;
 mod checkpoint;
 pub mod deliveries;
@@ -13,6 +15,8 @@ pub mod dialect;
 pub mod error;
 pub mod filter;
 pub mod ingest;
+pub mod keys;
+pub mod reader;
 pub mod rollup;
 pub mod seed;
 pub mod stats;
@@ -35,7 +39,11 @@ use error::{DbFault, database_code, db_error, fault};
 /// An open database: SQLite (embedded default) or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The readers' pool: queries, bounded in time ([`StoreOptions::query_timeout`]).
     pub(crate) db: DatabaseConnection,
+    /// The writers' pool, which readers never take: the webhook writer, the write probe, bulk
+    /// loads and rebuilds. No statement timeout.
+    pub(crate) writer: DatabaseConnection,
     dialect: Dialect,
     /// SQLite only: checkpoints the write-ahead log beside the writer.
     checkpointer: Option<Arc<Checkpointer>>,
@@ -45,52 +53,60 @@ pub struct Store {
 /// row and its event's raw payload), up to 256 KiB each.
 const PROBE_BYTES: usize = 512 * 1024;
 
+/// How a store is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Longest a reader's statement may run before the database stops it (`QUERY_TIMEOUT`).
+    pub query_timeout: Duration,
+    /// Webhook batches in flight at once (PostgreSQL): the writers' pool has room for them.
+    pub write_batches: u16,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            query_timeout: Duration::from_secs(10),
+            write_batches: 3,
+        }
+    }
+}
+
 impl Store {
-    /// Opens the database at `url` with the durability settings calltrail promises.
+    /// Opens the database at `url` with the durability settings calltrail promises and the
+    /// default [`StoreOptions`].
+    pub async fn connect(url: &str) -> Result<Store, AppError> {
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens the database at `url`: two pools (readers and writers, so readers can never take
+    /// the webhook writer's connections), with the durability settings calltrail promises.
     ///
     /// SQLite: WAL, `synchronous=FULL`, a 5 s busy timeout, the file created if missing.
-    /// PostgreSQL: a pool of 10 connections (two cores: one writer plus concurrent readers).
     ///
     /// A PostgreSQL database that does not exist yet is created first (like the SQLite file),
     /// so `DATABASE_URL=postgres://user@host/newdb calltrail` needs no other setup.
-    pub async fn connect(url: &str) -> Result<Store, AppError> {
-        match Store::open(url).await {
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, AppError> {
+        match Store::open(url, options).await {
             Err(e) if fault(&e) == DbFault::MissingDatabase => {
                 create_postgres_database(url).await?;
-                Store::open(url).await.map_err(db_error)
+                Store::open(url, options).await.map_err(db_error)
             }
             other => other.map_err(db_error),
         }
     }
 
-    async fn open(url: &str) -> Result<Store, DbErr> {
+    async fn open(url: &str, options: StoreOptions) -> Result<Store, DbErr> {
         let dialect = Dialect::of_url(url);
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(5))
-                    .create_if_missing(true)
-            })
-            .map_sqlx_sqlite_pool_opts(|o| {
-                o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))
-            })
-            .map_sqlx_postgres_pool_opts(|o| {
-                o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))
-            });
-        options
-            .max_connections(dialect.pool_size())
-            .min_connections(1);
-        let db = Database::connect(options).await?;
+        let (readers, writers) = dialect.pool_sizes(options.write_batches);
+        // The writers first: on SQLite they create the file and switch it to WAL.
+        let writer = Database::connect(pool(url, writers, None)).await?;
+        let db = Database::connect(pool(url, readers, Some(options.query_timeout))).await?;
         let checkpointer = dialect
             .checkpoints_beside_the_writer()
             .then(|| Arc::new(Checkpointer::start(db.clone())));
         Ok(Store {
             db,
+            writer,
             dialect,
             checkpointer,
         })
@@ -101,7 +117,7 @@ impl Store {
     /// read first and only then writes can be refused at once ("database is locked") when
     /// another connection holds or has just released the write lock.
     pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
-        self.db
+        self.writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
@@ -127,7 +143,7 @@ impl Store {
 
     /// Applies pending migrations (see [`Dialect::migrate`]).
     pub async fn migrate(&self) -> Result<(), AppError> {
-        self.dialect.migrate(&self.db).await
+        self.dialect.migrate(&self.writer).await
     }
 
     /// Commits a one-row write (`write_probe`) through the same kind of transaction the webhook
@@ -164,7 +180,39 @@ impl Store {
 
     pub async fn close(self) {
         let _ = self.db.close().await;
+        let _ = self.writer.close().await;
     }
+}
+
+/// The options of one pool of `size` connections; readers' statements bounded by `timeout`.
+fn pool(url: &str, size: u32, timeout: Option<Duration>) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(size)
+        .min_connections(1)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .create_if_missing(true)
+        })
+        .map_sqlx_sqlite_pool_opts(move |o| {
+            let o = o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }));
+            match timeout {
+                Some(limit) => dialect::sqlite_statement_deadline(o, limit),
+                None => o,
+            }
+        })
+        .map_sqlx_postgres_pool_opts(|o| {
+            o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))
+        });
+    if let Some(limit) = timeout {
+        options.map_sqlx_postgres_opts(move |o| dialect::postgres_statement_timeout(o, limit));
+    }
+    options
 }
 
 /// Whether a connection going back to the pool may be used again: only when the driver knows

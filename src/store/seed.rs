@@ -339,9 +339,11 @@ async fn execute(txn: &DatabaseTransaction, sql: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// On the writers' pool: bulk-load statements (ANALYZE, checkpoints) may run past a reader's
+/// time limit.
 async fn execute_on(store: &Store, sql: &str) -> Result<(), AppError> {
     store
-        .db
+        .writer
         .execute_raw(Statement::from_string(store.backend(), sql))
         .await
         .map_err(db_error)?;

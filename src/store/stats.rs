@@ -43,7 +43,7 @@ pub struct BucketPlan {
 
 impl Store {
     /// The offset segments covering the calls `request` matches (none without a time dimension).
-    pub async fn bucket_plan(&self, request: &StatsRequest) -> Result<BucketPlan, AppError> {
+    pub(super) async fn bucket_plan(&self, request: &StatsRequest) -> Result<BucketPlan, AppError> {
         if !request.has_time_dimension() {
             return Ok(BucketPlan::default());
         }
@@ -72,7 +72,7 @@ impl Store {
 
     /// One group per distinct key (exactly one, the totals, without `group_by`), in the
     /// documented order, time buckets of a bounded `endedAt` range zero-filled.
-    pub async fn stats_groups(
+    pub(super) async fn stats_groups(
         &self,
         request: &StatsRequest,
         plan: &BucketPlan,
@@ -125,7 +125,7 @@ impl Store {
 
     /// Each of the `ps` percentiles of durations per group, exact and continuous, all in one
     /// pass over the calls: element `i` of the result holds `ps[i]` for every group.
-    pub async fn duration_percentiles(
+    pub(super) async fn duration_percentiles(
         &self,
         request: &StatsRequest,
         plan: &BucketPlan,
@@ -161,7 +161,7 @@ impl Store {
     }
 
     /// Per group, how many calls fall in each histogram bucket.
-    pub async fn duration_histograms(
+    pub(super) async fn duration_histograms(
         &self,
         request: &StatsRequest,
         plan: &BucketPlan,

@@ -7,6 +7,9 @@
 mod postgres;
 mod sqlite;
 
+pub(crate) use postgres::statement_timeout as postgres_statement_timeout;
+pub(crate) use sqlite::statement_deadline as sqlite_statement_deadline;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -49,12 +52,14 @@ impl Dialect {
 
     // Connection setup.
 
-    /// Pooled connections: SQLite writes one transaction at a time whatever we do (a few
-    /// readers beside the writer); PostgreSQL gets one writer plus readers on two cores.
-    pub(crate) fn pool_size(self) -> u32 {
+    /// Connections of the readers' pool and of the writers' pool, for `write_batches` webhook
+    /// batches in flight. SQLite writes one transaction at a time whatever we do: its writers'
+    /// pool holds the webhook writer and one more (the write probe, a replay). PostgreSQL's
+    /// has a connection per batch in flight and one more.
+    pub(crate) fn pool_sizes(self, write_batches: u16) -> (u32, u32) {
         match self {
-            Dialect::Sqlite => 4,
-            Dialect::Postgres => 10,
+            Dialect::Sqlite => (4, 2),
+            Dialect::Postgres => (10, u32::from(write_batches.max(1)) + 1),
         }
     }
 

@@ -57,6 +57,14 @@ pub(super) const SECONDARY_INDEXES: &str = "SELECT indexname AS name, indexdef A
      WHERE schemaname = current_schema() AND tablename = $1 \
      AND indexname NOT IN (SELECT conname FROM pg_constraint)";
 
+/// Readers' statements stopped by the server at `limit` (`statement_timeout`, SQLSTATE 57014).
+pub(crate) fn statement_timeout(
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    limit: std::time::Duration,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    options.options([("statement_timeout", format!("{}ms", limit.as_millis()))])
+}
+
 /// In one transaction under an advisory lock, so two instances starting at once on one
 /// database do not collide.
 pub(super) async fn migrate(db: &DatabaseConnection) -> Result<(), AppError> {

@@ -16,6 +16,36 @@ use crate::store::error::{db_error, defect};
 use crate::store::ingest::{all_events_new, ids_in_row_order, skip_stored_event};
 use crate::store::{pow2_chunks, rollup};
 
+/// SQLite's virtual-machine instructions between two looks at a reader's deadline.
+const DEADLINE_CHECK_OPS: i32 = 10_000;
+
+/// Readers' statements stopped at `limit` after the connection was handed out (SQLite has no
+/// statement timeout): a progress handler, armed when a connection is opened and each time
+/// the pool hands it out, interrupts the statement running past it (`SQLITE_INTERRUPT`).
+pub(crate) fn statement_deadline(
+    options: sea_orm::sqlx::pool::PoolOptions<sea_orm::sqlx::Sqlite>,
+    limit: std::time::Duration,
+) -> sea_orm::sqlx::pool::PoolOptions<sea_orm::sqlx::Sqlite> {
+    options
+        .after_connect(move |conn, _| Box::pin(arm_deadline(conn, limit)))
+        .before_acquire(move |conn, _| {
+            Box::pin(async move { arm_deadline(conn, limit).await.map(|()| true) })
+        })
+}
+
+async fn arm_deadline(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+    limit: std::time::Duration,
+) -> Result<(), sea_orm::sqlx::Error> {
+    let deadline = std::time::Instant::now() + limit;
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(DEADLINE_CHECK_OPS, move || {
+            std::time::Instant::now() < deadline
+        });
+    Ok(())
+}
+
 /// Most bound values in one statement: under SQLite's 32 766.
 const MAX_PARAMS: usize = 32_000;
 

@@ -10,6 +10,7 @@ use super::plan::apply_batch;
 use super::{Incoming, Receipt, Verdict};
 use crate::error::AppError;
 use crate::store::Store;
+use crate::store::access::{AccessEntry, append};
 use crate::store::error::write_error;
 
 /// Most deliveries committed in one transaction.
@@ -17,9 +18,11 @@ const MAX_BATCH: usize = 256;
 /// Deliveries waiting for the writer before senders are made to wait.
 const QUEUE_DEPTH: usize = 4096;
 
-struct Job {
-    incoming: Incoming,
-    reply: oneshot::Sender<Result<Receipt, AppError>>,
+/// What the writer commits: a webhook delivery, or an access-log entry (written by the same
+/// group commit, so logging a read costs a share of a commit instead of one of its own).
+enum Job {
+    Delivery(Incoming, oneshot::Sender<Result<Receipt, AppError>>),
+    Access(AccessEntry, oneshot::Sender<Result<i64, AppError>>),
 }
 
 /// Handle to the writer task. Cloning shares the one writer.
@@ -150,7 +153,19 @@ impl Ingestor {
     pub async fn submit(&self, incoming: Incoming) -> Result<Receipt, AppError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { incoming, reply })
+            .send(Job::Delivery(incoming, reply))
+            .await
+            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Appends an access-log entry; returns its id once it is committed.
+    pub async fn log_access(&self, entry: AccessEntry) -> Result<i64, AppError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Access(entry, reply))
             .await
             .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?;
         answer
@@ -203,56 +218,96 @@ async fn write_loop(
 /// answered unavailable at once; if one delivery made the transaction fail, each job is retried
 /// alone, delivery by delivery, so that delivery cannot take the others down with it.
 async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Counters) {
-    let path = if batch.len() == 1 && !store.dialect().batches_a_lone_delivery() {
+    let size = batch.len();
+    let mut deliveries = Vec::new();
+    let mut accesses = Vec::new();
+    for job in batch {
+        match job {
+            Job::Delivery(incoming, reply) => deliveries.push((incoming, reply)),
+            Job::Access(entry, reply) => accesses.push((entry, reply)),
+        }
+    }
+    let path = if deliveries.len() == 1 && !store.dialect().batches_a_lone_delivery() {
         Path::Each
     } else {
         path
     };
-    let incomings: Vec<&Incoming> = batch.iter().map(|j| &j.incoming).collect();
-    match apply_in_transaction(store, &incomings, path).await {
-        Ok(receipts) => {
+    let incomings: Vec<&Incoming> = deliveries.iter().map(|(i, _)| i).collect();
+    let entries: Vec<&AccessEntry> = accesses.iter().map(|(e, _)| e).collect();
+    match apply_in_transaction(store, &incomings, &entries, path).await {
+        Ok((receipts, ids)) => {
             counters.committed();
             counters.batches_committed.fetch_add(1, Ordering::Relaxed);
-            let size = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+            let size = u64::try_from(size).unwrap_or(u64::MAX);
             counters.largest_batch.fetch_max(size, Ordering::Relaxed);
-            for (job, receipt) in batch.into_iter().zip(receipts) {
-                let _ = job.reply.send(Ok(receipt));
+            for ((_, reply), receipt) in deliveries.into_iter().zip(receipts) {
+                let _ = reply.send(Ok(receipt));
+            }
+            for ((_, reply), id) in accesses.into_iter().zip(ids) {
+                let _ = reply.send(Ok(id));
             }
         }
         Err(failure) if failure.unreachable || path == Path::Each => {
             counters.failed(&failure.error);
-            for job in batch {
-                let _ = job.reply.send(Err(answer(failure.error.clone())));
+            for (_, reply) in deliveries {
+                let _ = reply.send(Err(answer(failure.error.clone())));
+            }
+            for (_, reply) in accesses {
+                let _ = reply.send(Err(failure.error.clone()));
             }
         }
         Err(failure) => {
-            tracing::warn!(error = %failure.error, size = batch.len(), "batch failed; retrying one by one");
+            tracing::warn!(error = %failure.error, size, "batch failed; retrying one by one");
             counters
                 .batches_retried_one_by_one
                 .fetch_add(1, Ordering::Relaxed);
             let mut unreachable: Option<AppError> = None;
-            for job in batch {
-                if let Some(error) = &unreachable {
-                    let _ = job.reply.send(Err(error.clone()));
-                    continue;
-                }
-                let result = match apply_in_transaction(store, &[&job.incoming], Path::Each).await {
-                    Ok(mut receipts) => {
-                        counters.committed();
+            for (incoming, reply) in deliveries {
+                let result = retry_alone(store, &[&incoming], &[], counters, &mut unreachable)
+                    .await
+                    .and_then(|(mut receipts, _)| {
                         receipts
                             .pop()
                             .ok_or_else(|| AppError::Internal("no receipt".into()))
-                    }
-                    Err(failure) => {
-                        counters.failed(&failure.error);
-                        if failure.unreachable {
-                            unreachable = Some(failure.error.clone());
-                        }
-                        Err(answer(failure.error))
-                    }
-                };
-                let _ = job.reply.send(result);
+                    });
+                let _ = reply.send(result.map_err(answer));
             }
+            for (entry, reply) in accesses {
+                let result = retry_alone(store, &[], &[&entry], counters, &mut unreachable)
+                    .await
+                    .and_then(|(_, mut ids)| {
+                        ids.pop()
+                            .ok_or_else(|| AppError::Internal("no access id".into()))
+                    });
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// One job of a failed batch in a transaction of its own (none once the database proved
+/// unreachable: the same error then answers the rest).
+async fn retry_alone(
+    store: &Store,
+    incomings: &[&Incoming],
+    entries: &[&AccessEntry],
+    counters: &Counters,
+    unreachable: &mut Option<AppError>,
+) -> Result<(Vec<Receipt>, Vec<i64>), AppError> {
+    if let Some(error) = unreachable {
+        return Err(error.clone());
+    }
+    match apply_in_transaction(store, incomings, entries, Path::Each).await {
+        Ok(done) => {
+            counters.committed();
+            Ok(done)
+        }
+        Err(failure) => {
+            counters.failed(&failure.error);
+            if failure.unreachable {
+                *unreachable = Some(failure.error.clone());
+            }
+            Err(failure.error)
         }
     }
 }
@@ -287,8 +342,9 @@ impl Failure {
 async fn apply_in_transaction(
     store: &Store,
     incomings: &[&Incoming],
+    entries: &[&AccessEntry],
     path: Path,
-) -> Result<Vec<Receipt>, Failure> {
+) -> Result<(Vec<Receipt>, Vec<i64>), Failure> {
     let dialect = store.dialect();
     let limit = dialect.begin_timeout();
     let txn = match tokio::time::timeout(limit, store.begin_write()).await {
@@ -307,11 +363,19 @@ async fn apply_in_transaction(
         }
     };
     let applied = async {
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            ids.push(append(&txn, entry).await?);
+        }
+        if incomings.is_empty() {
+            return Ok((Vec::new(), ids));
+        }
         dialect.lock_calls(&txn, &call_ids(incomings)).await?;
-        match path {
+        let receipts = match path {
             Path::Batch => apply_batch(dialect, &txn, incomings).await,
             Path::Each => apply_each(&txn, incomings).await,
-        }
+        }?;
+        Ok((receipts, ids))
     }
     .await;
     let receipts = match applied {

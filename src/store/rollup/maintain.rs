@@ -285,7 +285,7 @@ impl Store {
     pub async fn rebuild_rollup(&self) -> Result<(), AppError> {
         let epoch = self.dialect().epoch_seconds("ended_at");
         let measures = call_measures();
-        let txn = sea_orm::TransactionTrait::begin(&self.db)
+        let txn = sea_orm::TransactionTrait::begin(&self.writer)
             .await
             .map_err(db_error)?;
         txn.execute_unprepared("DELETE FROM call_buckets")

@@ -1,0 +1,102 @@
+//! Reads as one reader may make them: every call read goes through a [`Reader`], which narrows
+//! it to the reader's scope here, once, whatever surface asks (GraphQL, exports, pages).
+use std::collections::HashMap;
+
+use super::Store;
+use super::calls::Page;
+use super::stats::BucketPlan;
+use crate::domain::call::CallRevision;
+use crate::domain::stats::{GroupKey, HistogramBounds, StatsGroup, StatsRequest};
+use crate::domain::{Call, CallFilter, CallOrder, PageFields, PageRequest, Scope};
+use crate::error::AppError;
+
+/// The store as seen by one reader's scope.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    store: Store,
+    scope: Scope,
+}
+
+impl Store {
+    /// Reads limited to `scope`.
+    pub fn reader(&self, scope: Scope) -> Reader {
+        Reader {
+            store: self.clone(),
+            scope,
+        }
+    }
+}
+
+impl Reader {
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// One concluded call, if it exists and is in scope.
+    pub async fn call(&self, call_id: &str) -> Result<Option<Call>, AppError> {
+        let call = self.store.call(call_id).await?;
+        Ok(call.filter(|c| self.scope.admits(c)))
+    }
+
+    pub async fn count(&self, filter: &CallFilter) -> Result<u64, AppError> {
+        self.store.count(&self.scope.restrict(filter)).await
+    }
+
+    pub async fn page(
+        &self,
+        filter: &CallFilter,
+        order: CallOrder,
+        request: &PageRequest,
+        fields: PageFields,
+    ) -> Result<Page, AppError> {
+        self.store
+            .page(&self.scope.restrict(filter), order, request, fields)
+            .await
+    }
+
+    /// A call's earlier versions; none for a call out of scope.
+    pub async fn revisions(&self, call_id: &str) -> Result<Vec<CallRevision>, AppError> {
+        if self.call(call_id).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        self.store.revisions(call_id).await
+    }
+
+    pub async fn bucket_plan(&self, request: &StatsRequest) -> Result<BucketPlan, AppError> {
+        self.store
+            .bucket_plan(&self.scope.restrict_stats(request))
+            .await
+    }
+
+    pub async fn stats_groups(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+    ) -> Result<Vec<StatsGroup>, AppError> {
+        self.store
+            .stats_groups(&self.scope.restrict_stats(request), plan)
+            .await
+    }
+
+    pub async fn duration_percentiles(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+        ps: &[f64],
+    ) -> Result<Vec<HashMap<GroupKey, f64>>, AppError> {
+        self.store
+            .duration_percentiles(&self.scope.restrict_stats(request), plan, ps)
+            .await
+    }
+
+    pub async fn duration_histograms(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+        bounds: &HistogramBounds,
+    ) -> Result<HashMap<GroupKey, Vec<i64>>, AppError> {
+        self.store
+            .duration_histograms(&self.scope.restrict_stats(request), plan, bounds)
+            .await
+    }
+}
