@@ -1,7 +1,6 @@
 //! The delivery log is append-only in the database itself, not only by convention.
-mod common;
 
-use common::{TestApp, backends};
+use crate::kit::{TestApp, backends};
 use sea_orm::{ConnectionTrait, Database};
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! The whole call lifecycle merged by callId: any order, duplicates, late events, revisions, concurrency.
-mod common;
 
-use common::{CALL_FIELDS, TestApp, backends, fixture_json};
+use crate::kit::{CALL_FIELDS, TestApp, backends, fixture_json};
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
 use serde_json::{Value, json};
 

@@ -1,10 +1,9 @@
 //! The webhook secret in every way DoubleTick can send it; no secret, no delivery; no secret configured, loopback only.
-mod common;
 
+use crate::kit::{Backend, TestApp, TestDatabase, backends, fixture_bytes};
 use base64::Engine;
 use calltrail::app;
 use calltrail::config::Settings;
-use common::{Backend, TestApp, TestDatabase, backends, fixture_bytes};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::json;
 

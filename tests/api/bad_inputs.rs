@@ -1,7 +1,6 @@
 //! Every bad input with its expected status and code; what is logged for each; nothing at all for strangers.
-mod common;
 
-use common::{TestApp, backends, fixture_bytes, fixture_json};
+use crate::kit::{TestApp, backends, fixture_bytes, fixture_json};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 

@@ -1,12 +1,11 @@
 //! `callStats` over a generated dataset, checked against answers computed here in plain Rust.
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::kit::dataset::{self, GenCall};
+use crate::kit::{TestApp, backends};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use common::dataset::{self, GenCall};
-use common::{TestApp, backends};
 use serde_json::{Value, json};
 
 const STATS: &str = "count totalDurationSeconds averageDurationSeconds minDurationSeconds \

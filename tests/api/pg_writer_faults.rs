@@ -4,15 +4,14 @@
 //!
 //! Runs on the PostgreSQL of `TEST_DATABASE_URL` (`.ci/run` sets it); without it these tests
 //! print that they did not run.
-mod common;
-mod load;
+use crate::kit::load;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Backend, TestApp, backends};
-use load::{Tally, orphans, send_all, stored_ids};
+use crate::kit::load::{Tally, orphans, send_all, stored_ids};
+use crate::kit::{Backend, TestApp, backends};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::json;
 

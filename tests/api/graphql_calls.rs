@@ -1,11 +1,10 @@
 //! The call list over GraphQL: every filter, every ordering, cursor paging both ways, page sizes, guard rails.
-mod common;
 
 use std::collections::BTreeSet;
 
+use crate::kit::dataset::{self, GenCall};
+use crate::kit::{TestApp, backends, fixture_names};
 use chrono::{DateTime, Utc};
-use common::dataset::{self, GenCall};
-use common::{TestApp, backends, fixture_names};
 use serde_json::{Value, json};
 
 const NODE: &str = "callId endedAt startedAt durationSeconds receivedAt";

@@ -1,9 +1,8 @@
 //! `calltrail replay --rejected`: rejected deliveries re-processed from the log, each reported, the log only appended to.
-mod common;
-mod load;
+use crate::kit::load;
 
+use crate::kit::{TestApp, backends, fixture_bytes};
 use chrono::Utc;
-use common::{TestApp, backends, fixture_bytes};
 use entity::delivery;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, Database, EntityTrait, QueryOrder};
 use serde_json::json;

@@ -1,5 +1,4 @@
 //! A generated, reproducible call dataset, posted through the real webhook, and its rows kept for expectations.
-#![allow(dead_code)]
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures_util::StreamExt;

@@ -1,7 +1,6 @@
 //! JSON, URL-encoded and multipart deliveries of the same call are stored identically.
-mod common;
 
-use common::{CALL_FIELDS, TestApp, backends, fixture_json, fixture_names};
+use crate::kit::{CALL_FIELDS, TestApp, backends, fixture_json, fixture_names};
 use serde_json::{Value, json};
 
 /// Every terminal fixture: the calls a format could change.

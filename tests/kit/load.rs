@@ -1,5 +1,4 @@
 //! A DoubleTick-like sender for the crash and outage tests: unique calls, retried on every non-2xx or timeout until acknowledged.
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,13 +1,12 @@
 //! Group commit stores exactly what delivery-by-delivery storing does: the same rows in every
 //! table, the same answers, on both backends.
-mod common;
-mod load;
+use crate::kit::load;
 
+use crate::kit::{Backend, TestDatabase, backends, fixture_bytes, fixture_names};
 use calltrail::store::Store;
 use calltrail::store::ingest::{Incoming, Ingestor, Receipt};
 use calltrail::webhook::judge;
 use chrono::{Duration, TimeZone, Utc};
-use common::{Backend, TestDatabase, backends, fixture_bytes, fixture_names};
 use futures_util::future::join_all;
 use sea_orm::{Database, FromQueryResult, JsonValue, Statement};
 

@@ -1,14 +1,13 @@
 //! The crash test: the real binary is SIGKILLed and restarted under load; every acknowledged call survives.
-mod common;
-mod load;
+use crate::kit;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestDatabase, backends};
-use load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
+use crate::kit::load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
+use crate::kit::{TestDatabase, backends};
 
 const CALLS: usize = 4000;
 const WORKERS: usize = 24;
@@ -158,7 +157,7 @@ async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_ser
         let client = reqwest::Client::new();
         for (n, instance) in running.iter().enumerate() {
             let mut body: serde_json::Value =
-                serde_json::from_slice(&common::fixture_bytes("events/call-ended-pstn.json"))
+                serde_json::from_slice(&kit::fixture_bytes("events/call-ended-pstn.json"))
                     .expect("fixture");
             body["callId"] = serde_json::json!(format!("call_instance_{n}"));
             let response = client
@@ -194,7 +193,7 @@ async fn execute(url: &str, sql: &str) {
 #[tokio::test]
 async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_stored() {
     for backend in backends() {
-        let app = common::TestApp::spawn(&backend).await;
+        let app = kit::TestApp::spawn(&backend).await;
         let (status, _) = app.post_fixture("events/call-ended-pstn.json").await;
         assert_eq!(status, 200);
         // The log table vanishes: the call's rows are written, then the log insert fails.
@@ -203,7 +202,7 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             "ALTER TABLE deliveries RENAME TO deliveries_away",
         )
         .await;
-        let body = common::fixture_bytes("events/call-ended-incoming-recorded.json");
+        let body = kit::fixture_bytes("events/call-ended-incoming-recorded.json");
         let response = app
             .client
             .post(app.url("/webhooks/doubletick"))

@@ -1,6 +1,6 @@
 //! Properties: the parser never panics, valid payloads round-trip field by field, and lifecycle merging ignores order and repeats.
 
-mod common;
+use crate::kit;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use proptest::prelude::*;
@@ -508,7 +508,7 @@ fn any_order_of_a_calls_events_with_repeats_ends_in_the_same_state() {
 /// One call's lifecycle as DoubleTick would send it, built from the fixtures.
 fn wire_events(call_id: &str) -> Vec<Value> {
     let load = |file: &str, changes: Value| {
-        let mut body = common::fixture_json(&format!("events/{file}"));
+        let mut body = kit::fixture_json(&format!("events/{file}"));
         body["callId"] = json!(call_id);
         if let (Some(target), Value::Object(changes)) = (body.as_object_mut(), changes) {
             target.extend(changes);
@@ -537,11 +537,11 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
         .enable_all()
         .build()
         .expect("runtime");
-    for backend in common::backends() {
-        let app = rt.block_on(common::TestApp::spawn(&backend));
+    for backend in kit::backends() {
+        let app = rt.block_on(kit::TestApp::spawn(&backend));
         let query = format!(
             "query($id: ID!) {{ call(callId: $id) {{ {} }} }}",
-            common::CALL_FIELDS
+            kit::CALL_FIELDS
         );
         let strategy = (
             prop::sample::subsequence((0..5usize).collect::<Vec<_>>(), 0..=5),

@@ -1,9 +1,9 @@
 //! Start-up needs no setup beyond a URL: the SQLite file or the PostgreSQL database is created.
-mod common;
+use crate::kit;
 
+use crate::kit::{Backend, backends, with_database};
 use calltrail::app;
 use calltrail::config::Settings;
-use common::{Backend, backends, with_database};
 use sea_orm::{ConnectionTrait, Database};
 
 #[tokio::test]
@@ -22,7 +22,7 @@ async fn a_database_that_does_not_exist_yet_is_created_at_start() {
         let status = client
             .post(format!("http://{}/webhooks/doubletick", running.addr))
             .header("content-type", "application/json")
-            .body(common::fixture_bytes("events/call-ended-pstn.json"))
+            .body(kit::fixture_bytes("events/call-ended-pstn.json"))
             .send()
             .await
             .expect("post")

@@ -5,14 +5,13 @@
 //!
 //! The file system is a tmpfs this test mounts, so it runs as root (`.ci/run` does); anywhere
 //! else it fails saying so, rather than pass without having checked anything.
-mod common;
-mod load;
+use crate::kit::load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use load::{free_port, stored_ids, wait_healthy};
+use crate::kit::load::{free_port, stored_ids, wait_healthy};
 use serde_json::json;
 
 const TOKEN: &str = "disk-full-secret";

@@ -1,13 +1,12 @@
 //! The rollup's two tiers, `call_buckets` (15 minutes) and `call_half_hours`, stay exactly
 //! equal to aggregating the `calls` table.
-mod common;
 
 use std::collections::BTreeMap;
 
+use crate::kit::{Backend, TestApp, TestDatabase, backends, fixture_json, fixture_names};
 use calltrail::seed::{self, SeedSpec};
 use calltrail::store::Store;
 use chrono::{DateTime, Utc};
-use common::{Backend, TestApp, TestDatabase, backends, fixture_json, fixture_names};
 use entity::{call, call_bucket, call_event};
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend, EntityTrait, PaginatorTrait, Statement};
 use serde_json::{Value, json};

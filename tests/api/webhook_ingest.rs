@@ -1,10 +1,11 @@
 //! DoubleTick deliveries in, calls out: every fixture, stored or refused, read back over GraphQL.
-mod common;
 
 use std::time::{Duration, Instant};
 
+use crate::kit::{
+    Backend, CALL_FIELDS, TestApp, backends, fixture_bytes, fixture_json, fixture_names,
+};
 use chrono::{DateTime, Utc};
-use common::{Backend, CALL_FIELDS, TestApp, backends, fixture_bytes, fixture_json, fixture_names};
 use serde_json::{Value, json};
 
 fn call_query() -> String {

@@ -3,9 +3,9 @@
 //! Every test runs on SQLite (a temp-dir file). When `TEST_DATABASE_URL` is set, it runs on
 //! PostgreSQL too, in a database `test_<uuid>` created for it and dropped after. An
 //! unreachable `TEST_DATABASE_URL` fails the test; it never skips silently.
-#![allow(dead_code)]
 
 pub mod dataset;
+pub mod load;
 
 use std::path::PathBuf;
 

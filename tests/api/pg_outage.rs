@@ -2,7 +2,6 @@
 //!
 //! The test runs its own PostgreSQL (`initdb` into a temp dir, its own port) and never touches
 //! the machine's shared instance. A missing PostgreSQL installation fails the test.
-mod load;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::kit::load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
 use calltrail::app;
 use calltrail::config::Settings;
-use load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
 
 const CALLS: usize = 1500;
 const WORKERS: usize = 16;
