@@ -1,6 +1,6 @@
 //! The webhook secret in every way DoubleTick can send it; no secret, no delivery; no secret configured, loopback only.
 
-use crate::kit::{Backend, TestApp, TestDatabase, backends, fixture_bytes};
+use crate::kit::{Backend, TestApp, TestDatabase, fixture_bytes, for_each_app_with};
 use base64::Engine;
 use calltrail::app;
 use calltrail::config::Settings;
@@ -75,8 +75,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 
 #[tokio::test]
 async fn every_way_doubletick_can_send_the_secret_is_accepted_with_either_rotated_token() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, with_tokens).await;
+    for_each_app_with(with_tokens, async |app| {
         let accepted = [
             way(
                 "bearer",
@@ -124,20 +123,25 @@ async fn every_way_doubletick_can_send_the_secret_is_accepted_with_either_rotate
                 serde_json::from_slice(&fixture_bytes("events/call-ended-pstn.json"))
                     .expect("fixture");
             body["callId"] = json!(format!("call_auth_{n}"));
-            let (status, answer) = send(&app, way, body.to_string().into_bytes()).await;
-            assert_eq!(status, 200, "[{}] {}: {answer}", backend.name(), way.label);
+            let (status, answer) = send(app, way, body.to_string().into_bytes()).await;
+            assert_eq!(
+                status,
+                200,
+                "[{}] {}: {answer}",
+                app.backend.name(),
+                way.label
+            );
             assert_eq!(answer["status"], "stored", "{}", way.label);
         }
         let data = app.query("{ calls { totalCount } }", json!({})).await;
         assert_eq!(data["calls"]["totalCount"], accepted.len());
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_missing_or_wrong_secret_gets_401_and_nothing_is_stored_or_logged() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, with_tokens).await;
+    for_each_app_with(with_tokens, async |app| {
         let refused = [
             way("no secret at all", None, None),
             way(
@@ -195,32 +199,37 @@ async fn a_missing_or_wrong_secret_gets_401_and_nothing_is_stored_or_logged() {
         ];
         for way in &refused {
             let (status, answer) = send(
-                &app,
+                app,
                 way,
                 fixture_bytes("events/call-ended-incoming-recorded.json"),
             )
             .await;
-            assert_eq!(status, 401, "[{}] {}: {answer}", backend.name(), way.label);
+            assert_eq!(
+                status,
+                401,
+                "[{}] {}: {answer}",
+                app.backend.name(),
+                way.label
+            );
             assert_eq!(answer["error"]["code"], "UNAUTHENTICATED", "{}", way.label);
         }
-        assert_eq!(count(&app, "deliveries").await, 0, "nothing logged");
-        assert_eq!(count(&app, "call_events").await, 0, "nothing stored");
-        assert_eq!(count(&app, "calls").await, 0, "nothing stored");
-        app.finish().await;
-    }
+        assert_eq!(count(app, "deliveries").await, 0, "nothing logged");
+        assert_eq!(count(app, "call_events").await, 0, "nothing stored");
+        assert_eq!(count(app, "calls").await, 0, "nothing stored");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_unauthenticated_body_is_not_even_parsed() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, with_tokens).await;
+    for_each_app_with(with_tokens, async |app| {
         let nobody = way("no secret", None, None);
-        let (status, _) = send(&app, &nobody, b"{ this is not json".to_vec()).await;
+        let (status, _) = send(app, &nobody, b"{ this is not json".to_vec()).await;
         assert_eq!(
             status, 401,
             "a malformed body is refused for its missing secret, not its syntax"
         );
-        let (status, _) = send(&app, &nobody, vec![b'x'; 2 * 1024 * 1024]).await;
+        let (status, _) = send(app, &nobody, vec![b'x'; 2 * 1024 * 1024]).await;
         assert_eq!(
             status, 401,
             "an oversized body is refused before it is read"
@@ -238,9 +247,9 @@ async fn an_unauthenticated_body_is_not_even_parsed() {
             401,
             "content type is not even looked at"
         );
-        assert_eq!(count(&app, "deliveries").await, 0);
-        app.finish().await;
-    }
+        assert_eq!(count(app, "deliveries").await, 0);
+    })
+    .await;
 }
 
 #[tokio::test]

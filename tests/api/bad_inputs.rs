@@ -1,6 +1,6 @@
 //! Every bad input with its expected status and code; what is logged for each; nothing at all for strangers.
 
-use crate::kit::{TestApp, backends, fixture_bytes, fixture_json};
+use crate::kit::{fixture_bytes, fixture_json, for_each_app, for_each_app_with};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 
@@ -396,65 +396,66 @@ async fn count(url: &str, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn every_bad_input_gets_its_status_and_code_and_strangers_leave_no_trace() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, |s| s.webhook_token = vec![TOKEN.into()]).await;
-        let mut expected_log = Vec::new();
-        for case in cases() {
-            let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
-            let mut request = app
-                .client
-                .request(method, app.url("/webhooks/doubletick"))
-                .body(case.body.clone());
-            if let Some(content_type) = case.content_type {
-                request = request.header("content-type", content_type);
+    for_each_app_with(
+        |s| s.webhook_token = vec![TOKEN.into()],
+        async |app| {
+            let mut expected_log = Vec::new();
+            for case in cases() {
+                let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
+                let mut request = app
+                    .client
+                    .request(method, app.url("/webhooks/doubletick"))
+                    .body(case.body.clone());
+                if let Some(content_type) = case.content_type {
+                    request = request.header("content-type", content_type);
+                }
+                if case.authenticated {
+                    request = request.bearer_auth(TOKEN);
+                }
+                let response = request.send().await.expect("request");
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.unwrap_or_default();
+                let label = format!("[{}] {}", app.backend.name(), case.label);
+                assert_eq!(status, case.status, "{label}: {answer}");
+                if case.status == 200 {
+                    assert_eq!(answer["status"], "ignored", "{label}: {answer}");
+                } else {
+                    assert_eq!(answer["error"]["code"], case.code, "{label}: {answer}");
+                    assert!(
+                        answer["error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| !m.is_empty()),
+                        "{label}: a message"
+                    );
+                }
+                if case.code == "INVALID_PAYLOAD" {
+                    let details = answer["error"]["details"].as_array().expect("details");
+                    assert!(!details.is_empty(), "{label}: lists the field problems");
+                    assert!(details.iter().all(|d| d["field"].is_string()), "{label}");
+                }
+                if let Some(outcome) = case.logged {
+                    let kept = case.body.len().min(LIMIT) as i64;
+                    expected_log.push((outcome.to_owned(), kept));
+                }
+                let logged = logged_outcomes(&app.database.url).await;
+                assert_eq!(logged, expected_log, "{label}: the delivery log");
             }
-            if case.authenticated {
-                request = request.bearer_auth(TOKEN);
-            }
-            let response = request.send().await.expect("request");
-            let status = response.status().as_u16();
-            let answer: Value = response.json().await.unwrap_or_default();
-            let label = format!("[{}] {}", backend.name(), case.label);
-            assert_eq!(status, case.status, "{label}: {answer}");
-            if case.status == 200 {
-                assert_eq!(answer["status"], "ignored", "{label}: {answer}");
-            } else {
-                assert_eq!(answer["error"]["code"], case.code, "{label}: {answer}");
-                assert!(
-                    answer["error"]["message"]
-                        .as_str()
-                        .is_some_and(|m| !m.is_empty()),
-                    "{label}: a message"
-                );
-            }
-            if case.code == "INVALID_PAYLOAD" {
-                let details = answer["error"]["details"].as_array().expect("details");
-                assert!(!details.is_empty(), "{label}: lists the field problems");
-                assert!(details.iter().all(|d| d["field"].is_string()), "{label}");
-            }
-            if let Some(outcome) = case.logged {
-                let kept = case.body.len().min(LIMIT) as i64;
-                expected_log.push((outcome.to_owned(), kept));
-            }
-            let logged = logged_outcomes(&app.database.url).await;
-            assert_eq!(logged, expected_log, "{label}: the delivery log");
-        }
-        assert_eq!(
-            count(&app.database.url, "SELECT COUNT(*) AS n FROM calls").await,
-            0
-        );
-        assert_eq!(
-            count(&app.database.url, "SELECT COUNT(*) AS n FROM call_events").await,
-            0
-        );
-        app.finish().await;
-    }
+            assert_eq!(
+                count(&app.database.url, "SELECT COUNT(*) AS n FROM calls").await,
+                0
+            );
+            assert_eq!(
+                count(&app.database.url, "SELECT COUNT(*) AS n FROM call_events").await,
+                0
+            );
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_oversized_delivery_is_logged_with_its_first_256_kib_and_their_digest() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut body = vec![b'{'];
         body.extend(std::iter::repeat_n(b'a', LIMIT + 10_000));
         let (status, answer) = app.post_webhook("application/json", body.clone()).await;
@@ -481,14 +482,13 @@ async fn an_oversized_delivery_is_logged_with_its_first_256_kib_and_their_digest
         );
         let reason: String = row.try_get("", "reason").expect("reason");
         assert!(reason.contains("PAYLOAD_TOO_LARGE"), "{reason}");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_body_of_exactly_256_kib_is_accepted() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut body = fixture_bytes("events/call-ended-pstn.json");
         let end = body.iter().rposition(|b| *b == b'}').expect("object");
         body.truncate(end);
@@ -496,10 +496,10 @@ async fn a_body_of_exactly_256_kib_is_accepted() {
         body.push(b'}');
         assert_eq!(body.len(), LIMIT);
         let (status, answer) = app.post_webhook("application/json", body).await;
-        assert_eq!(status, 200, "[{}] {answer}", backend.name());
+        assert_eq!(status, 200, "[{}] {answer}", app.backend.name());
         assert_eq!(answer["status"], "stored");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -2,7 +2,7 @@
 //! table, the same answers, on both backends.
 use crate::kit::load;
 
-use crate::kit::{Backend, TestDatabase, backends, fixture_bytes, fixture_names};
+use crate::kit::{Backend, TestDatabase, fixture_bytes, fixture_names, for_each_backend};
 use calltrail::store::Store;
 use calltrail::store::ingest::{Incoming, Ingestor, Receipt};
 use calltrail::webhook::judge;
@@ -137,7 +137,7 @@ async fn a_batch_stores_exactly_what_delivery_by_delivery_storing_does() {
     round_two.push(changed_call().await);
     let rounds = [deliveries(0, 0, 40).await, round_two];
 
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let label = backend.name();
         let (batched_db, batched_store) = migrated(&backend).await;
         let (single_db, single_store) = migrated(&backend).await;
@@ -202,5 +202,6 @@ async fn a_batch_stores_exactly_what_delivery_by_delivery_storing_does() {
         );
         batched_store.close().await;
         single_store.close().await;
-    }
+    })
+    .await;
 }

@@ -1,12 +1,11 @@
 //! The delivery log is append-only in the database itself, not only by convention.
 
-use crate::kit::{TestApp, backends};
+use crate::kit::for_each_app;
 use sea_orm::{ConnectionTrait, Database};
 
 #[tokio::test]
 async fn the_database_refuses_to_update_or_delete_logged_deliveries() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, _) = app
             .post_fixture("events/call-ended-incoming-recorded.json")
             .await;
@@ -22,7 +21,7 @@ async fn the_database_refuses_to_update_or_delete_logged_deliveries() {
             assert!(
                 refused.is_err(),
                 "[{}] `{sql}` must be refused",
-                backend.name()
+                app.backend.name()
             );
         }
         let kept = db
@@ -39,9 +38,9 @@ async fn the_database_refuses_to_update_or_delete_logged_deliveries() {
             kept,
             1,
             "[{}] the logged delivery is intact",
-            backend.name()
+            app.backend.name()
         );
         let _ = db.close().await;
-        app.finish().await;
-    }
+    })
+    .await;
 }

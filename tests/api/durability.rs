@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::kit::load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
-use crate::kit::{TestDatabase, backends};
+use crate::kit::{TestDatabase, for_each_app, for_each_backend};
 
 const CALLS: usize = 4000;
 const WORKERS: usize = 24;
@@ -34,7 +34,7 @@ fn start(database_url: &str, port: u16, log: &Path) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_call_survives_repeated_sigkills() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let database = TestDatabase::create(&backend).await;
         let logs = tempfile::tempdir().expect("log dir");
         let log = logs.path().join("calltrail.log");
@@ -130,14 +130,15 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
             backend.name()
         );
         drop(database);
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_serve() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         if backend.name() != "postgres" {
-            continue;
+            return;
         }
         let database = TestDatabase::create(&backend).await;
         let settings = calltrail::config::Settings::for_database(database.url.clone());
@@ -175,7 +176,8 @@ async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_ser
             store.close().await;
         }
         assert_eq!(stored_ids(&database.url).await.len(), 4);
-    }
+    })
+    .await;
 }
 
 async fn execute(url: &str, sql: &str) {
@@ -192,8 +194,7 @@ async fn execute(url: &str, sql: &str) {
 
 #[tokio::test]
 async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_stored() {
-    for backend in backends() {
-        let app = kit::TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, _) = app.post_fixture("events/call-ended-pstn.json").await;
         assert_eq!(status, 200);
         // The log table vanishes: the call's rows are written, then the log insert fails.
@@ -223,7 +224,7 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             "ALTER TABLE deliveries_away RENAME TO deliveries",
         )
         .await;
-        let label = backend.name();
+        let label = app.backend.name();
         assert_eq!(status, 503, "[{label}] {answer}");
         assert_eq!(retry_after.as_deref(), Some("5"), "[{label}]");
         assert_eq!(answer["error"]["code"], "SERVICE_UNAVAILABLE");
@@ -244,6 +245,6 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             answer["status"], "stored",
             "[{label}] as a new call, not a duplicate"
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }

@@ -530,15 +530,9 @@ fn wire_events(call_id: &str) -> Vec<Value> {
     ]
 }
 
-#[test]
-fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for backend in kit::backends() {
-        let app = rt.block_on(kit::TestApp::spawn(&backend));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
+    kit::for_each_app(async |app| {
         let query = format!(
             "query($id: ID!) {{ call(callId: $id) {{ {} }} }}",
             kit::CALL_FIELDS
@@ -565,8 +559,10 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
             });
         let counter = std::sync::atomic::AtomicUsize::new(0);
         let mut runner = TestRunner::new(Config::with_cases(12));
-        runner
-            .run(&strategy, |(chosen, repeats, order)| {
+        // The runner is synchronous: each case blocks this thread on the server's answers.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            runner.run(&strategy, |(chosen, repeats, order)| {
                 let case = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let canonical_id = format!("call_canonical_{case}");
                 let shuffled_id = format!("call_shuffled_{case}");
@@ -577,7 +573,7 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
                     let at = (r * 7) % (sequence.len() + 1);
                     sequence.insert(at, chosen[r]);
                 }
-                let views = rt.block_on(async {
+                let views = runtime.block_on(async {
                     for &i in &chosen {
                         let (status, _) = app
                             .post_webhook("application/json", canonical[i].to_string())
@@ -608,13 +604,14 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
                     &views[0],
                     &views[1],
                     "[{}] arrival {:?}",
-                    backend.name(),
+                    app.backend.name(),
                     sequence
                 );
                 prop_assert!(views[0]["endedAt"].is_string());
                 Ok(())
             })
-            .expect("order and repeats do not matter on the server");
-        rt.block_on(app.finish());
-    }
+        })
+        .expect("order and repeats do not matter on the server");
+    })
+    .await;
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::kit::{Backend, TestApp, TestDatabase, backends, fixture_json, fixture_names};
+use crate::kit::{
+    Backend, TestApp, TestDatabase, fixture_json, fixture_names, for_each_app, for_each_backend,
+};
 use calltrail::seed::{self, SeedSpec};
 use calltrail::store::Store;
 use chrono::{DateTime, Utc};
@@ -101,10 +103,9 @@ async fn post_json(app: &TestApp, body: &Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let url = app.database.url.clone();
-        let name = backend.name();
+        let name = app.backend.name();
 
         // Every valid fixture, twice: new calls, lifecycle merges, then duplicates.
         for _ in 0..2 {
@@ -143,15 +144,15 @@ async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates(
         changed["durationInSeconds"] = json!(2_000);
         changed["recordingUrl"] = json!("");
         changed["callEndedAt"] = json!("2026-03-02T09:47:25.000Z");
-        let (status, body) = post_json(&app, &changed).await;
+        let (status, body) = post_json(app, &changed).await;
         assert_eq!(status, 200, "[{name}] {body}");
         assert_eq!(body["status"], "updated", "[{name}] {body}");
         // Changed again within the same bucket.
         changed["durationInSeconds"] = json!(1_999);
-        let (_, body) = post_json(&app, &changed).await;
+        let (_, body) = post_json(app, &changed).await;
         assert_eq!(body["status"], "updated", "[{name}] {body}");
         // And a duplicate of that, which changes nothing.
-        let (_, body) = post_json(&app, &changed).await;
+        let (_, body) = post_json(app, &changed).await;
         assert_eq!(body["status"], "duplicate", "[{name}] {body}");
 
         let after_updates = rollup(&url).await;
@@ -165,8 +166,8 @@ async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates(
             after_updates.get(&old_bucket),
             "[{name}] the call left its old bucket"
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 const STATS: &str = "query($f: CallFilter, $g: [CallDimension!], $tz: String!) { callStats(filter: $f, groupBy: $g, timeZone: $tz) { \
@@ -175,9 +176,8 @@ const STATS: &str = "query($f: CallFilter, $g: [CallDimension!], $tz: String!) {
 
 #[tokio::test]
 async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        let name = backend.name();
+    for_each_app(async |app| {
+        let name = app.backend.name();
         let spec = SeedSpec {
             calls: 400,
             seed: 5,
@@ -279,10 +279,10 @@ async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
             );
             assert_eq!(from_rollup, from_calls, "[{name}] {group_by} in {zone}");
         }
-        asking_for_one_measure_answers_what_asking_for_all_does(&app, name).await;
-        each_question_reads_the_tier_chosen_for_it(&app, name).await;
-        app.finish().await;
-    }
+        asking_for_one_measure_answers_what_asking_for_all_does(app, name).await;
+        each_question_reads_the_tier_chosen_for_it(app, name).await;
+    })
+    .await;
 }
 
 /// Which table answers: after 1 000 calls are added to every every-direction half-hour row
@@ -452,7 +452,7 @@ async fn counts(url: &str) -> (u64, u64) {
 
 #[tokio::test]
 async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let name = backend.name();
         let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
@@ -482,12 +482,13 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
         assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");
         assert_both_tiers_equal_the_calls(&url, name).await;
         store.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let name = backend.name();
         let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
@@ -507,5 +508,6 @@ async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
             );
         }
         store.close().await;
-    }
+    })
+    .await;
 }

@@ -1,13 +1,13 @@
 //! Start-up needs no setup beyond a URL: the SQLite file or the PostgreSQL database is created.
 use crate::kit;
 
-use crate::kit::{TestDatabase, backends};
+use crate::kit::{TestDatabase, for_each_backend};
 use calltrail::app;
 use calltrail::config::Settings;
 
 #[tokio::test]
 async fn a_database_that_does_not_exist_yet_is_created_at_start() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let database = TestDatabase::uncreated(&backend);
         let running = app::spawn(&Settings::for_database(database.url.clone()))
             .await
@@ -25,5 +25,6 @@ async fn a_database_that_does_not_exist_yet_is_created_at_start() {
         let store = running.store.clone();
         running.stop().await;
         store.close().await;
-    }
+    })
+    .await;
 }

@@ -16,6 +16,28 @@ use calltrail::app::{self, RunningApp};
 use calltrail::config::Settings;
 use serde_json::{Value, json};
 
+/// Runs `test` once on each backend of [`backends`], one after the other.
+pub async fn for_each_backend(test: impl AsyncFn(Backend)) {
+    for backend in backends() {
+        test(backend).await;
+    }
+}
+
+/// Runs `test` against calltrail over a fresh database of each backend, stopping it after.
+pub async fn for_each_app(test: impl AsyncFn(&TestApp)) {
+    for_each_app_with(|_| {}, test).await;
+}
+
+/// Same, with settings adjusted (tokens, page size...).
+pub async fn for_each_app_with(adjust: impl Fn(&mut Settings), test: impl AsyncFn(&TestApp)) {
+    for_each_backend(async |backend| {
+        let app = TestApp::spawn_with(&backend, &adjust).await;
+        test(&app).await;
+        app.finish().await;
+    })
+    .await;
+}
+
 /// A running calltrail and a client for it.
 pub struct TestApp {
     pub base: String,
