@@ -1,10 +1,9 @@
 //! The webhook secret in every way DoubleTick can send it; no secret, no delivery; no secret configured, loopback only.
 
-use crate::kit::{Backend, TestApp, TestDatabase, fixture_bytes, for_each_app_with};
+use crate::kit::{Backend, Inspect, TestApp, TestDatabase, fixture_bytes, for_each_app_with};
 use base64::Engine;
 use calltrail::app;
 use calltrail::config::Settings;
-use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::json;
 
 const CURRENT: &str = "s3cret-current";
@@ -55,22 +54,6 @@ async fn send(app: &TestApp, way: &Way, body: Vec<u8>) -> (u16, serde_json::Valu
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
-}
-
-async fn count(app: &TestApp, table: &str) -> i64 {
-    let db = Database::connect(app.database.url.as_str())
-        .await
-        .expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*) AS n FROM {table}"),
-        ))
-        .await
-        .expect("count")
-        .expect("row");
-    let _ = db.close().await;
-    row.try_get("", "n").expect("n")
 }
 
 #[tokio::test]
@@ -213,9 +196,9 @@ async fn a_missing_or_wrong_secret_gets_401_and_nothing_is_stored_or_logged() {
             );
             assert_eq!(answer["error"]["code"], "UNAUTHENTICATED", "{}", way.label);
         }
-        assert_eq!(count(app, "deliveries").await, 0, "nothing logged");
-        assert_eq!(count(app, "call_events").await, 0, "nothing stored");
-        assert_eq!(count(app, "calls").await, 0, "nothing stored");
+        assert_eq!(app.count("deliveries").await, 0, "nothing logged");
+        assert_eq!(app.count("call_events").await, 0, "nothing stored");
+        assert_eq!(app.count("calls").await, 0, "nothing stored");
     })
     .await;
 }
@@ -247,7 +230,7 @@ async fn an_unauthenticated_body_is_not_even_parsed() {
             401,
             "content type is not even looked at"
         );
-        assert_eq!(count(app, "deliveries").await, 0);
+        assert_eq!(app.count("deliveries").await, 0);
     })
     .await;
 }

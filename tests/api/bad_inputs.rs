@@ -1,7 +1,6 @@
 //! Every bad input with its expected status and code; what is logged for each; nothing at all for strangers.
 
-use crate::kit::{fixture_bytes, fixture_json, for_each_app, for_each_app_with};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use crate::kit::{Inspect, TestApp, fixture_bytes, fixture_json, for_each_app, for_each_app_with};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "table-driven-secret";
@@ -363,35 +362,20 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-async fn logged_outcomes(url: &str) -> Vec<(String, i64)> {
-    let db = Database::connect(url).await.expect("db");
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT outcome, CAST(LENGTH(body) AS BIGINT) AS size FROM deliveries ORDER BY id",
-        ))
-        .await
-        .expect("deliveries");
-    let _ = db.close().await;
-    rows.iter()
-        .map(|r| {
-            (
-                r.try_get::<String>("", "outcome").expect("outcome"),
-                r.try_get::<i64>("", "size").expect("size"),
-            )
-        })
-        .collect()
-}
-
-async fn count(url: &str, sql: &str) -> i64 {
-    let db = Database::connect(url).await.expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .expect("count")
-        .expect("row");
-    let _ = db.close().await;
-    row.try_get("", "n").expect("n")
+/// Each logged delivery's outcome and how many bytes of its body were kept, oldest first.
+async fn logged_outcomes(app: &TestApp) -> Vec<(String, i64)> {
+    app.query_all(
+        "SELECT outcome, CAST(LENGTH(body) AS BIGINT) AS size FROM deliveries ORDER BY id",
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r.try_get::<String>("", "outcome").expect("outcome"),
+            r.try_get::<i64>("", "size").expect("size"),
+        )
+    })
+    .collect()
 }
 
 #[tokio::test]
@@ -437,17 +421,11 @@ async fn every_bad_input_gets_its_status_and_code_and_strangers_leave_no_trace()
                     let kept = case.body.len().min(LIMIT) as i64;
                     expected_log.push((outcome.to_owned(), kept));
                 }
-                let logged = logged_outcomes(&app.database.url).await;
+                let logged = logged_outcomes(app).await;
                 assert_eq!(logged, expected_log, "{label}: the delivery log");
             }
-            assert_eq!(
-                count(&app.database.url, "SELECT COUNT(*) AS n FROM calls").await,
-                0
-            );
-            assert_eq!(
-                count(&app.database.url, "SELECT COUNT(*) AS n FROM call_events").await,
-                0
-            );
+            assert_eq!(app.count("calls").await, 0);
+            assert_eq!(app.count("call_events").await, 0);
         },
     )
     .await;
@@ -460,18 +438,10 @@ async fn an_oversized_delivery_is_logged_with_its_first_256_kib_and_their_digest
         body.extend(std::iter::repeat_n(b'a', LIMIT + 10_000));
         let (status, answer) = app.post_webhook("application/json", body.clone()).await;
         assert_eq!(status, 413, "{answer}");
-        let db = Database::connect(app.database.url.as_str())
-            .await
-            .expect("db");
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT body, sha256, outcome, reason FROM deliveries",
-            ))
-            .await
-            .expect("query")
-            .expect("a logged delivery");
-        let _ = db.close().await;
+        let rows = app
+            .query_all("SELECT body, sha256, outcome, reason FROM deliveries")
+            .await;
+        let row = rows.first().expect("a logged delivery");
         let kept: Vec<u8> = row.try_get("", "body").expect("body");
         assert_eq!(kept, body[..LIMIT].to_vec());
         let digest: String = row.try_get("", "sha256").expect("sha256");

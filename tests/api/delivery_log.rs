@@ -1,7 +1,6 @@
 //! The delivery log is append-only in the database itself, not only by convention.
 
-use crate::kit::for_each_app;
-use sea_orm::{ConnectionTrait, Database};
+use crate::kit::{Inspect, for_each_app};
 
 #[tokio::test]
 async fn the_database_refuses_to_update_or_delete_logged_deliveries() {
@@ -10,37 +9,24 @@ async fn the_database_refuses_to_update_or_delete_logged_deliveries() {
             .post_fixture("events/call-ended-incoming-recorded.json")
             .await;
         assert_eq!(status, 200);
-        let db = Database::connect(app.database.url.as_str())
-            .await
-            .expect("connect");
         for sql in [
             "UPDATE deliveries SET outcome = 'rejected'",
             "DELETE FROM deliveries",
         ] {
-            let refused = db.execute_unprepared(sql).await;
+            let refused = app.try_execute(sql).await;
             assert!(
                 refused.is_err(),
                 "[{}] `{sql}` must be refused",
                 app.backend.name()
             );
         }
-        let kept = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM deliveries WHERE outcome = 'stored'",
-            ))
-            .await
-            .expect("count")
-            .expect("one row")
-            .try_get::<i64>("", "n")
-            .expect("n");
+        let kept = app.count_where("deliveries", "outcome = 'stored'").await;
         assert_eq!(
             kept,
             1,
             "[{}] the logged delivery is intact",
             app.backend.name()
         );
-        let _ = db.close().await;
     })
     .await;
 }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::kit::load::{free_port, stored_ids, wait_healthy};
+use crate::kit::Inspect;
+use crate::kit::load::{free_port, wait_healthy};
 use serde_json::json;
 
 const TOKEN: &str = "disk-full-secret";
@@ -211,7 +212,7 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
     let health_after_freeing = health(&client, &base).await;
     terminate(&mut server);
 
-    let stored = stored_ids(&url).await;
+    let stored = url.stored_call_ids().await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     println!(
         "disk full: acknowledged={} (while filling: {acked_while_full}, after freeing: {accepted_after_freeing}/{AFTER_FREEING}) stored={} missing={} answers={pattern} /health after each refusal: {health_while_failing:?}, after freeing: {health_after_freeing:?}",

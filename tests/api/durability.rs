@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::kit::load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
-use crate::kit::{TestDatabase, for_each_app, for_each_backend};
+use crate::kit::load::{Tally, free_port, send_all, wait_healthy};
+use crate::kit::{Inspect, TestDatabase, for_each_app, for_each_backend};
 
 const CALLS: usize = 4000;
 const WORKERS: usize = 24;
@@ -82,9 +82,9 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
         server.wait().expect("reaped");
 
         let acked = tally.acked_ids();
-        let stored = stored_ids(&database.url).await;
+        let stored = database.stored_call_ids().await;
         let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-        let (without_event, without_delivery) = orphans(&database.url).await;
+        let (without_event, without_delivery) = database.orphans().await;
         println!(
             "durability [{}]: calls={CALLS} kills={kills} (acked at each kill: {acked_at_kill:?}) acked={} stored={} missing={} in {:.1}s; {}",
             backend.name(),
@@ -175,21 +175,9 @@ async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_ser
             instance.stop().await;
             store.close().await;
         }
-        assert_eq!(stored_ids(&database.url).await.len(), 4);
+        assert_eq!(database.stored_call_ids().await.len(), 4);
     })
     .await;
-}
-
-async fn execute(url: &str, sql: &str) {
-    use sea_orm::ConnectionTrait;
-    let db = sea_orm::Database::connect(url).await.expect("db");
-    db.execute_raw(sea_orm::Statement::from_string(
-        db.get_database_backend(),
-        sql,
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = db.close().await;
 }
 
 #[tokio::test]
@@ -198,11 +186,8 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
         let (status, _) = app.post_fixture("events/call-ended-pstn.json").await;
         assert_eq!(status, 200);
         // The log table vanishes: the call's rows are written, then the log insert fails.
-        execute(
-            &app.database.url,
-            "ALTER TABLE deliveries RENAME TO deliveries_away",
-        )
-        .await;
+        app.execute("ALTER TABLE deliveries RENAME TO deliveries_away")
+            .await;
         let body = kit::fixture_bytes("events/call-ended-incoming-recorded.json");
         let response = app
             .client
@@ -219,11 +204,8 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let answer: serde_json::Value = response.json().await.expect("JSON");
-        execute(
-            &app.database.url,
-            "ALTER TABLE deliveries_away RENAME TO deliveries",
-        )
-        .await;
+        app.execute("ALTER TABLE deliveries_away RENAME TO deliveries")
+            .await;
         let label = app.backend.name();
         assert_eq!(status, 503, "[{label}] {answer}");
         assert_eq!(retry_after.as_deref(), Some("5"), "[{label}]");
@@ -232,12 +214,12 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             !answer.to_string().contains("deliveries"),
             "[{label}] no SQL detail leaks: {answer}"
         );
-        let stored = stored_ids(&app.database.url).await;
+        let stored = app.stored_call_ids().await;
         assert!(
             !stored.contains("call_8F2kQ1xLmA"),
             "[{label}] nothing of it stored"
         );
-        assert_eq!(orphans(&app.database.url).await, (0, 0));
+        assert_eq!(app.orphans().await, (0, 0));
 
         let (status, answer) = app.post_webhook("application/json", body).await;
         assert_eq!(status, 200, "[{label}] the retry succeeds: {answer}");

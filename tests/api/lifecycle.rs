@@ -1,7 +1,6 @@
 //! The whole call lifecycle merged by callId: any order, duplicates, late events, revisions, concurrency.
 
-use crate::kit::{CALL_FIELDS, TestApp, fixture_json, for_each_app};
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+use crate::kit::{CALL_FIELDS, Inspect, TestApp, fixture_json, for_each_app};
 use serde_json::{Value, json};
 
 fn call_query() -> String {
@@ -33,27 +32,8 @@ async fn total(app: &TestApp) -> i64 {
 
 /// Rows of a table for one call, counted straight in the database (in-progress calls included).
 async fn rows(app: &TestApp, table: &str, call_id: &str) -> i64 {
-    let db = Database::connect(app.database.url.as_str())
+    app.count_where(table, &format!("call_id = '{call_id}'"))
         .await
-        .expect("test database");
-    let backend = db.get_database_backend();
-    let placeholder = if backend == DatabaseBackend::Postgres {
-        "$1"
-    } else {
-        "?"
-    };
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!("SELECT COUNT(*) AS n FROM {table} WHERE call_id = {placeholder}"),
-            [call_id.into()],
-        ))
-        .await
-        .expect("count")
-        .expect("a row");
-    let n: i64 = row.try_get("", "n").expect("n");
-    let _ = db.close().await;
-    n
 }
 
 /// The fields of a call that its events decide (not its storage times or raw body).
@@ -395,28 +375,14 @@ async fn a_permission_reply_is_acknowledged_and_logged_but_not_stored_as_a_call(
         assert_eq!(status, 200);
         assert_eq!(answer["status"], "ignored");
         assert!(answer["deliveryId"].as_i64().is_some(), "{answer}");
-        let db = Database::connect(app.database.url.as_str())
-            .await
-            .expect("db");
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM deliveries WHERE event = 'CALL_PERMISSION_REPLY_RECEIVED' AND outcome = 'ignored'",
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        assert_eq!(row.try_get::<i64>("", "n").expect("n"), 1);
-        let calls = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM calls",
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        assert_eq!(calls.try_get::<i64>("", "n").expect("n"), 0);
-        let _ = db.close().await;
+        let logged = app
+            .count_where(
+                "deliveries",
+                "event = 'CALL_PERMISSION_REPLY_RECEIVED' AND outcome = 'ignored'",
+            )
+            .await;
+        assert_eq!(logged, 1);
+        assert_eq!(app.count("calls").await, 0);
     })
     .await;
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::kit::load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
+use crate::kit::Inspect;
+use crate::kit::load::{Tally, free_port, send_all, wait_healthy};
 use calltrail::app;
 use calltrail::config::Settings;
 
@@ -245,9 +246,9 @@ async fn a_postgres_outage_gets_503_then_recovers_by_itself_and_loses_nothing_ac
     store.close().await;
 
     let acked = tally.acked_ids();
-    let stored = stored_ids(&postgres.url()).await;
+    let stored = postgres.url().stored_call_ids().await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    let (without_event, without_delivery) = orphans(&postgres.url()).await;
+    let (without_event, without_delivery) = postgres.url().orphans().await;
     println!(
         "pg outage: calls={CALLS} outage={:.1}s acked-before-stop={acked_at_stop} acked-during-outage={acked_during_outage} \
          503-during-outage={unavailable_during} health-during-outage={health_during:?} first-ack-after-restart={:.1}s \

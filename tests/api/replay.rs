@@ -1,10 +1,10 @@
 //! `calltrail replay --rejected`: rejected deliveries re-processed from the log, each reported, the log only appended to.
 use crate::kit::load;
 
-use crate::kit::{fixture_bytes, for_each_app, for_each_app_with};
+use crate::kit::{Inspect, fixture_bytes, for_each_app, for_each_app_with};
 use chrono::Utc;
 use entity::delivery;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, Database, EntityTrait, QueryOrder};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
 use serde_json::json;
 use sha2::Digest;
 
@@ -24,7 +24,7 @@ fn replay(database_url: &str) -> String {
 }
 
 async fn log(url: &str) -> Vec<delivery::Model> {
-    let db = Database::connect(url).await.expect("db");
+    let db = url.connect().await;
     let rows = delivery::Entity::find()
         .order_by_asc(delivery::Column::Id)
         .all(&db)
@@ -36,7 +36,7 @@ async fn log(url: &str) -> Vec<delivery::Model> {
 
 /// A delivery an older calltrail rejected that today's parser accepts, as it sits in the log.
 async fn log_old_rejection(url: &str, body: &[u8]) -> i64 {
-    let db = Database::connect(url).await.expect("db");
+    let db = url.connect().await;
     let row = delivery::ActiveModel {
         received_at: Set(Utc::now() - chrono::Duration::days(30)),
         content_type: Set("application/json".into()),

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use crate::kit::{
-    Backend, TestApp, TestDatabase, fixture_json, fixture_names, for_each_app, for_each_backend,
+    Backend, Inspect, TestApp, TestDatabase, fixture_json, fixture_names, for_each_app,
+    for_each_backend,
 };
 use calltrail::seed::{self, SeedSpec};
 use calltrail::store::Store;
 use chrono::{DateTime, Utc};
-use entity::{call, call_bucket, call_event};
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, EntityTrait, PaginatorTrait, Statement};
+use entity::{call, call_bucket};
+use sea_orm::{EntityTrait, Statement};
 use serde_json::{Value, json};
 
 /// (bucket start, direction) → [calls, total duration, min, max, recorded, answered, missed, rejected].
@@ -21,7 +22,7 @@ const TIERS: [(&str, i64); 2] = [("call_buckets", 900), ("call_half_hours", 1_80
 
 /// A tier of the rollup as it should be, computed here from every concluded call row.
 async fn aggregated_from_calls(url: &str, seconds: i64) -> Buckets {
-    let db = Database::connect(url).await.expect("connect");
+    let db = url.connect().await;
     let rows = call::Entity::find().all(&db).await.expect("calls");
     let _ = db.close().await;
     let mut buckets = Buckets::new();
@@ -68,7 +69,7 @@ async fn assert_both_tiers_equal_the_calls(url: &str, name: &str) {
 }
 
 async fn stored_tier(url: &str, table: &str) -> Buckets {
-    let db = Database::connect(url).await.expect("connect");
+    let db = url.connect().await;
     let rows = call_bucket::Entity::find()
         .from_raw_sql(Statement::from_string(
             db.get_database_backend(),
@@ -309,16 +310,12 @@ async fn each_question_reads_the_tier_chosen_for_it(app: &TestApp, name: &str) {
     for (zone, from) in questions {
         before.push(count(zone, from).await);
     }
-    let db = Database::connect(&app.database.url).await.expect("connect");
-    let half_hours = db
-        .execute_unprepared(
+    let half_hours = app
+        .execute(
             "UPDATE call_half_hours SET calls = calls + 1000 \
              WHERE direction = '*' AND bucket_start >= 1740805200 AND bucket_start < 1773118800",
         )
-        .await
-        .expect("update")
-        .rows_affected();
-    let _ = db.close().await;
+        .await;
     assert!(half_hours > 10, "[{name}] {half_hours} half hours");
     let added = i64::try_from(half_hours).expect("count") * 1_000;
     let mut after = Vec::new();
@@ -398,25 +395,19 @@ async fn asking_for_one_measure_answers_what_asking_for_all_does(app: &TestApp, 
 
 /// `(table, index)` for every index of `calls` and `call_events`, sorted.
 async fn indexes(url: &str, backend: &Backend) -> Vec<(String, String)> {
-    let db = Database::connect(url).await.expect("connect");
-    let (be, sql) = match backend {
-        Backend::Sqlite => (
-            DatabaseBackend::Sqlite,
+    let sql = match backend {
+        Backend::Sqlite => {
             "SELECT tbl_name AS t, name AS i FROM sqlite_master WHERE type = 'index' \
-             AND tbl_name IN ('calls', 'call_events') ORDER BY 1, 2",
-        ),
-        Backend::Postgres { .. } => (
-            DatabaseBackend::Postgres,
+             AND tbl_name IN ('calls', 'call_events') ORDER BY 1, 2"
+        }
+        Backend::Postgres { .. } => {
             "SELECT tablename AS t, indexname AS i FROM pg_indexes \
-             WHERE tablename IN ('calls', 'call_events') ORDER BY 1, 2",
-        ),
+             WHERE tablename IN ('calls', 'call_events') ORDER BY 1, 2"
+        }
     };
-    let rows = db
-        .query_all_raw(Statement::from_string(be, sql))
+    url.query_all(sql)
         .await
-        .expect("indexes");
-    let _ = db.close().await;
-    rows.iter()
+        .iter()
         .map(|r| {
             (
                 r.try_get::<String>("", "t").expect("table"),
@@ -442,12 +433,8 @@ async fn migrated(backend: &Backend) -> (TestDatabase, Store, Vec<(String, Strin
     (database, store, made)
 }
 
-async fn counts(url: &str) -> (u64, u64) {
-    let db = Database::connect(url).await.expect("connect");
-    let calls = call::Entity::find().count(&db).await.expect("calls");
-    let events = call_event::Entity::find().count(&db).await.expect("events");
-    let _ = db.close().await;
-    (calls, events)
+async fn counts(url: &str) -> (i64, i64) {
+    (url.count("calls").await, url.count("call_events").await)
 }
 
 #[tokio::test]

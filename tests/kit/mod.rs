@@ -6,9 +6,11 @@
 
 mod databases;
 pub mod dataset;
+mod inspect;
 pub mod load;
 
 pub use databases::{Backend, TestDatabase, backends};
+pub use inspect::Inspect;
 
 use std::path::PathBuf;
 
