@@ -1,6 +1,6 @@
 //! The webhook secret in every way DoubleTick can send it; no secret, no delivery; no secret configured, loopback only.
 
-use crate::kit::{Backend, Inspect, TestApp, TestDatabase, fixture_bytes, for_each_app_with};
+use crate::kit::{self, Backend, Inspect, TestApp, TestDatabase, fixture_bytes, for_each_app_with};
 use base64::Engine;
 use calltrail::app;
 use calltrail::config::Settings;
@@ -264,9 +264,7 @@ async fn without_a_token_the_server_refuses_a_public_address_and_serves_loopback
         .await
         .expect("a token makes a public address fine");
     assert!(running.addr.ip().is_unspecified());
-    let store = running.store.clone();
-    running.stop().await;
-    store.close().await;
+    kit::stop(running).await;
 
     let loopback = Settings::for_database(database.url.clone());
     let running = app::spawn(&loopback)
@@ -282,7 +280,5 @@ async fn without_a_token_the_server_refuses_a_public_address_and_serves_loopback
         .await
         .expect("request");
     assert_eq!(response.status().as_u16(), 200, "open for local use");
-    let store = running.store.clone();
-    running.stop().await;
-    store.close().await;
+    kit::stop(running).await;
 }

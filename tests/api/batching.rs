@@ -1,8 +1,8 @@
 //! Group commit stores exactly what delivery-by-delivery storing does: the same rows in every
 //! table, the same answers, on both backends.
-use crate::kit::load;
-
-use crate::kit::{Backend, Inspect, TestDatabase, fixture_bytes, fixture_names, for_each_backend};
+use crate::kit::{
+    Backend, Inspect, TestDatabase, fixture_bytes, fixture_names, for_each_backend, load,
+};
 use calltrail::store::Store;
 use calltrail::store::ingest::{Incoming, Ingestor, Receipt};
 use calltrail::webhook::judge;

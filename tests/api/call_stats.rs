@@ -405,10 +405,7 @@ async fn a_new_york_day_lasts_23_hours_in_spring_and_25_in_fall() {
             "2026-11-01T03:59:00Z", // 23:59 EDT, Saturday Oct 31
             "2026-11-02T04:59:00Z", // 23:59 EST, Sunday Nov 1
         ]) {
-            call.ended_at = at(ended);
-            call.started_at = call
-                .started_at
-                .map(|_| call.ended_at - Duration::seconds(call.duration_seconds));
+            call.end_at(at(ended));
         }
         dataset::ingest(app, &calls).await;
         let data = app
@@ -455,13 +452,8 @@ async fn iso_weeks_start_on_monday_in_the_requested_zone() {
     for_each_app(async |app| {
         let mut calls = dataset::generate(2);
         // Sunday 23:30 and Monday 00:30 in Kolkata (+05:30): two different weeks.
-        calls[0].ended_at = at("2026-11-22T18:00:00Z");
-        calls[1].ended_at = at("2026-11-22T19:00:00Z");
-        for call in &mut calls {
-            call.started_at = call
-                .started_at
-                .map(|_| call.ended_at - Duration::seconds(call.duration_seconds));
-        }
+        calls[0].end_at(at("2026-11-22T18:00:00Z"));
+        calls[1].end_at(at("2026-11-22T19:00:00Z"));
         dataset::ingest(app, &calls).await;
         let data = app
             .query(
@@ -486,10 +478,7 @@ async fn iso_weeks_start_on_monday_in_the_requested_zone() {
 async fn time_buckets_without_calls_are_returned_with_zero_counts() {
     for_each_app(async |app| {
         let mut calls = dataset::generate(1);
-        calls[0].ended_at = at("2026-03-03T12:00:00Z");
-        calls[0].started_at = calls[0]
-            .started_at
-            .map(|_| calls[0].ended_at - Duration::seconds(calls[0].duration_seconds));
+        calls[0].end_at(at("2026-03-03T12:00:00Z"));
         dataset::ingest(app, &calls).await;
         let data = app
             .query(

@@ -1,36 +1,14 @@
 //! The crash test: the real binary is SIGKILLed and restarted under load; every acknowledged call survives.
-use crate::kit;
-
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::kit::load::{Tally, free_port, send_all, wait_healthy};
-use crate::kit::{Inspect, TestDatabase, for_each_app, for_each_backend};
+use crate::kit::load::{Tally, free_port, send_all, serve_binary, wait_healthy};
+use crate::kit::{self, Inspect, TestDatabase, for_each_app, for_each_backend, postgres_only};
 
 const CALLS: usize = 4000;
 const WORKERS: usize = 24;
 const KILLS: usize = 8;
 const TOKEN: &str = "crash-test-secret";
-
-fn start(database_url: &str, port: u16, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("server log");
-    Command::new(env!("CARGO_BIN_EXE_calltrail"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
-        .env("CALLTRAIL_WEBHOOK_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start calltrail")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_call_survives_repeated_sigkills() {
@@ -40,7 +18,7 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
         let log = logs.path().join("calltrail.log");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut server = start(&database.url, port, &log);
+        let mut server = serve_binary(&database.url, port, TOKEN, &log);
         assert!(
             wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await,
             "calltrail did not start: {}",
@@ -70,7 +48,7 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
                 acked_at_kill.push(tally.acked());
                 kills += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                server = start(&database.url, port, &log);
+                server = serve_binary(&database.url, port, TOKEN, &log);
             } else {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -136,48 +114,43 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_serve() {
-    for_each_backend(async |backend| {
-        if backend.name() != "postgres" {
-            return;
-        }
-        let database = TestDatabase::create(&backend).await;
-        let settings = calltrail::config::Settings::for_database(database.url.clone());
-        let starts = (0..4).map(|_| {
-            let settings = settings.clone();
-            tokio::spawn(async move { calltrail::app::spawn(&settings).await })
-        });
-        let mut running = Vec::new();
-        for start in starts.collect::<Vec<_>>() {
-            running.push(
-                start
-                    .await
-                    .expect("task")
-                    .expect("every instance starts, migrating under the advisory lock"),
-            );
-        }
-        let client = reqwest::Client::new();
-        for (n, instance) in running.iter().enumerate() {
-            let mut body: serde_json::Value =
-                serde_json::from_slice(&kit::fixture_bytes("events/call-ended-pstn.json"))
-                    .expect("fixture");
-            body["callId"] = serde_json::json!(format!("call_instance_{n}"));
-            let response = client
-                .post(format!("http://{}/webhooks/doubletick", instance.addr))
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
+    let Some(backend) = postgres_only("instances starting at once") else {
+        return;
+    };
+    let database = TestDatabase::create(&backend).await;
+    let settings = calltrail::config::Settings::for_database(database.url.clone());
+    let starts = (0..4).map(|_| {
+        let settings = settings.clone();
+        tokio::spawn(async move { calltrail::app::spawn(&settings).await })
+    });
+    let mut running = Vec::new();
+    for start in starts.collect::<Vec<_>>() {
+        running.push(
+            start
                 .await
-                .expect("delivery");
-            assert_eq!(response.status().as_u16(), 200, "instance {n}");
-        }
-        for instance in running {
-            let store = instance.store.clone();
-            instance.stop().await;
-            store.close().await;
-        }
-        assert_eq!(database.stored_call_ids().await.len(), 4);
-    })
-    .await;
+                .expect("task")
+                .expect("every instance starts, migrating under the advisory lock"),
+        );
+    }
+    let client = reqwest::Client::new();
+    for (n, instance) in running.iter().enumerate() {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&kit::fixture_bytes("events/call-ended-pstn.json"))
+                .expect("fixture");
+        body["callId"] = serde_json::json!(format!("call_instance_{n}"));
+        let response = client
+            .post(format!("http://{}/webhooks/doubletick", instance.addr))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("delivery");
+        assert_eq!(response.status().as_u16(), 200, "instance {n}");
+    }
+    for instance in running {
+        kit::stop(instance).await;
+    }
+    assert_eq!(database.stored_call_ids().await.len(), 4);
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::kit::Inspect;
 use crate::kit::load::{Tally, free_port, send_all, wait_healthy};
+use crate::kit::{self, Inspect};
 use calltrail::app;
 use calltrail::config::Settings;
 
@@ -241,9 +241,7 @@ async fn a_postgres_outage_gets_503_then_recovers_by_itself_and_loses_nothing_ac
     let recovered = wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await;
     sender.await.expect("sender");
     let elapsed = started.elapsed();
-    let store = running.store.clone();
-    running.stop().await;
-    store.close().await;
+    kit::stop(running).await;
 
     let acked = tally.acked_ids();
     let stored = postgres.url().stored_call_ids().await;

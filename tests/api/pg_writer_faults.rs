@@ -4,31 +4,20 @@
 //!
 //! Runs on the PostgreSQL of `TEST_DATABASE_URL` (`.ci/run` sets it); without it these tests
 //! print that they did not run.
-use crate::kit::load;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::kit::load::{Tally, send_all};
-use crate::kit::{Backend, Inspect, TestApp, backends};
+use crate::kit::{Backend, Inspect, TestApp, load, postgres_only};
 use serde_json::json;
 
 const TOKEN: &str = "pg-writer-faults-secret";
 
-/// The PostgreSQL backend, or `None` (said out loud) when `TEST_DATABASE_URL` is not set.
-fn postgres(test: &str) -> Option<Backend> {
-    let found = backends()
-        .into_iter()
-        .find(|b| matches!(b, Backend::Postgres { .. }));
-    if found.is_none() {
-        println!("{test}: NOT RUN, TEST_DATABASE_URL is not set");
-    }
-    found
-}
-
-async fn spawn(backend: &Backend) -> TestApp {
-    TestApp::spawn_with(backend, |s| s.webhook_token = vec![TOKEN.into()]).await
+/// calltrail with the webhook secret, on PostgreSQL; `None` (said out loud) without `TEST_DATABASE_URL`.
+async fn spawn(test: &str) -> Option<TestApp> {
+    let backend = postgres_only(test)?;
+    Some(TestApp::spawn_with(&backend, |s| s.webhook_token = vec![TOKEN.into()]).await)
 }
 
 /// Terminates the server's sessions on `database` that are running a statement or sit inside a
@@ -77,13 +66,12 @@ fn database_name(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminating_the_writers_backend_mid_load_loses_nothing_acknowledged() {
-    let Some(backend) = postgres("terminate mid-load") else {
+    let Some(app) = spawn("terminate mid-load").await else {
         return;
     };
-    let Backend::Postgres { admin_url } = &backend else {
+    let Backend::Postgres { admin_url } = &app.backend else {
         unreachable!()
     };
-    let app = spawn(&backend).await;
     let name = database_name(&app.database.url);
 
     const CALLS: usize = 3000;
@@ -144,10 +132,9 @@ async fn terminating_the_writers_backend_mid_load_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_fails_is_answered_503_and_its_batch_neighbours_are_stored() {
-    let Some(backend) = postgres("failing commit") else {
+    let Some(app) = spawn("failing commit").await else {
         return;
     };
-    let app = spawn(&backend).await;
     // Checked at COMMIT: a deferred constraint trigger refuses the poisoned call there.
     app.execute(
         "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
@@ -233,10 +220,9 @@ async fn a_commit_that_fails_is_answered_503_and_its_batch_neighbours_are_stored
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_timeout_or_serialization_failure_in_the_writer_is_503_and_the_pool_recovers() {
-    let Some(backend) = postgres("statement timeout / serialization failure") else {
+    let Some(app) = spawn("statement timeout / serialization failure").await else {
         return;
     };
-    let app = spawn(&backend).await;
     let name = database_name(&app.database.url);
     // A real statement timeout: sessions of this database cancel statements after 300 ms, and
     // a trigger makes one call's insert sleep for 2 s. A serialization failure is raised with
@@ -259,7 +245,7 @@ async fn a_statement_timeout_or_serialization_failure_in_the_writer_is_503_and_t
     ))
     .await;
     // The server's sessions reconnect and take the new setting.
-    let Backend::Postgres { admin_url } = &backend else {
+    let Backend::Postgres { admin_url } = &app.backend else {
         unreachable!()
     };
     admin_url

@@ -1,7 +1,5 @@
 //! Properties: the parser never panics, valid payloads round-trip field by field, and lifecycle merging ignores order and repeats.
 
-use crate::kit;
-
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -10,6 +8,8 @@ use serde_json::{Map, Value, json};
 use calltrail::domain::lifecycle::{AppliedEvent, fold};
 use calltrail::domain::{CallEvent, CallFields, Direction, EventKind};
 use calltrail::webhook::payload::{self, BodyFormat, Delivery};
+
+use crate::kit;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

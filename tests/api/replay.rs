@@ -1,7 +1,5 @@
 //! `calltrail replay --rejected`: rejected deliveries re-processed from the log, each reported, the log only appended to.
-use crate::kit::load;
-
-use crate::kit::{Inspect, fixture_bytes, for_each_app, for_each_app_with};
+use crate::kit::{Inspect, fixture_bytes, for_each_app, for_each_app_with, load};
 use chrono::Utc;
 use entity::delivery;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};

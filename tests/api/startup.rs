@@ -1,7 +1,5 @@
 //! Start-up needs no setup beyond a URL: the SQLite file or the PostgreSQL database is created.
-use crate::kit;
-
-use crate::kit::{TestDatabase, for_each_backend};
+use crate::kit::{self, TestDatabase, for_each_backend};
 use calltrail::app;
 use calltrail::config::Settings;
 
@@ -22,9 +20,7 @@ async fn a_database_that_does_not_exist_yet_is_created_at_start() {
             .expect("post")
             .status();
         assert_eq!(status, 200, "[{}]", backend.name());
-        let store = running.store.clone();
-        running.stop().await;
-        store.close().await;
+        kit::stop(running).await;
     })
     .await;
 }

@@ -49,6 +49,18 @@ pub fn backends() -> Vec<Backend> {
     all
 }
 
+/// The PostgreSQL backend, for a test that runs on nothing else; `None`, said out loud, when
+/// `TEST_DATABASE_URL` is not set.
+pub fn postgres_only(test: &str) -> Option<Backend> {
+    let found = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::Postgres { .. }));
+    if found.is_none() {
+        println!("{test}: NOT RUN, TEST_DATABASE_URL is not set");
+    }
+    found
+}
+
 /// `admin_url` pointing at database `name` instead.
 pub fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {

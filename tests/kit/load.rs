@@ -1,5 +1,7 @@
 //! A DoubleTick-like sender for the crash and outage tests: unique calls, retried on every non-2xx or timeout until acknowledged.
 
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,6 +162,26 @@ pub async fn send_all(
     for handle in handles {
         handle.await.expect("sender");
     }
+}
+
+/// The real binary serving `database_url` on 127.0.0.1:`port` with the webhook secret `token`,
+/// its log appended to `log` (a restart adds to the same log).
+pub fn serve_binary(database_url: &str, port: u16, token: &str, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log");
+    Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
+        .env("CALLTRAIL_WEBHOOK_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start calltrail")
 }
 
 /// A port nobody listens on right now.

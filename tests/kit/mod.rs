@@ -9,7 +9,7 @@ pub mod dataset;
 mod inspect;
 pub mod load;
 
-pub use databases::{Backend, TestDatabase, backends};
+pub use databases::{Backend, TestDatabase, backends, postgres_only};
 pub use inspect::Inspect;
 
 use std::path::PathBuf;
@@ -131,11 +131,16 @@ impl TestApp {
     /// Stops the server (gracefully) and drops its database.
     pub async fn finish(mut self) {
         if let Some(running) = self.running.take() {
-            let store = running.store.clone();
-            running.stop().await;
-            store.close().await;
+            stop(running).await;
         }
     }
+}
+
+/// Stops a calltrail started with `app::spawn` gracefully, and closes its store.
+pub async fn stop(running: RunningApp) {
+    let store = running.store.clone();
+    running.stop().await;
+    store.close().await;
 }
 
 /// Path of a fixture under `tests/fixtures/doubletick/`.
