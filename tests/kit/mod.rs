@@ -1,8 +1,8 @@
-//! Test harness: a real calltrail on a random port, over a fresh database, with a real HTTP client.
+//! The test kit: calltrail on a random port over a fresh database with a real HTTP client, the
+//! loops that run a test on every backend, and straight SQL on the database for assertions.
 //!
-//! Every test runs on SQLite (a temp-dir file). When `TEST_DATABASE_URL` is set, it runs on
-//! PostgreSQL too, in a database `test_<uuid>` created for it and dropped after. An
-//! unreachable `TEST_DATABASE_URL` fails the test; it never skips silently.
+//! Every test runs on SQLite (a temp-dir file) and, when `TEST_DATABASE_URL` is set, on
+//! PostgreSQL too; `databases` knows both, for the benchmarks as well.
 
 mod databases;
 pub mod dataset;
