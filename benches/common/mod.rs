@@ -1,4 +1,4 @@
-//! Benchmark harness: bench databases, the release server as a child process, RSS, percentiles.
+//! Benchmark harness: the release server as a child process, RSS, percentiles, the `BENCH_*` settings; databases come from the test kit.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -6,26 +6,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+#[path = "../../tests/kit/databases.rs"]
+mod databases;
+
+pub use databases::{Backend, BenchDatabase};
 
 /// Bearer token the benchmark server is started with.
 pub const TOKEN: &str = "bench-token-0123456789";
-
-/// A database kind to benchmark.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres { admin_url: String },
-}
-
-impl Backend {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres { .. } => "postgres",
-        }
-    }
-}
 
 /// `BENCH_BACKENDS` (default `sqlite,postgres`); PostgreSQL at `BENCH_PG_URL`
 /// (default `postgres://postgres@127.0.0.1:5432/postgres`).
@@ -35,13 +22,7 @@ pub fn backends() -> Vec<Backend> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     wanted
         .split(',')
-        .filter_map(|name| match name.trim() {
-            "sqlite" => Some(Backend::Sqlite),
-            "postgres" => Some(Backend::Postgres {
-                admin_url: admin_url.clone(),
-            }),
-            _ => None,
-        })
+        .filter_map(|name| Backend::named(name.trim(), &admin_url))
         .collect()
 }
 
@@ -51,122 +32,6 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A named bench database: `/tmp/calltrail_bench_<name>.db` or PostgreSQL `calltrail_bench_<name>`.
-pub struct BenchDatabase {
-    pub url: String,
-    pub backend: Backend,
-    name: String,
-}
-
-impl BenchDatabase {
-    /// Creates it empty (dropping a previous one of the same name).
-    pub async fn fresh(backend: &Backend, name: &str) -> BenchDatabase {
-        let db = BenchDatabase::existing(backend, name);
-        db.drop_now().await;
-        if let Backend::Postgres { admin_url } = backend {
-            admin_sql(
-                admin_url,
-                &format!("CREATE DATABASE calltrail_bench_{name}"),
-            )
-            .await;
-        }
-        db
-    }
-
-    /// Refers to it without creating or emptying it.
-    pub fn existing(backend: &Backend, name: &str) -> BenchDatabase {
-        let url = match backend {
-            Backend::Sqlite => format!("sqlite://{}?mode=rwc", sqlite_path(name).display()),
-            Backend::Postgres { admin_url } => {
-                with_database(admin_url, &format!("calltrail_bench_{name}"))
-            }
-        };
-        BenchDatabase {
-            url,
-            backend: backend.clone(),
-            name: name.to_owned(),
-        }
-    }
-
-    /// Removes it (the SQLite file and its WAL, or the PostgreSQL database).
-    pub async fn drop_now(&self) {
-        match &self.backend {
-            Backend::Sqlite => {
-                let path = sqlite_path(&self.name);
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Backend::Postgres { admin_url } => {
-                admin_sql(
-                    admin_url,
-                    &format!(
-                        "DROP DATABASE IF EXISTS calltrail_bench_{} WITH (FORCE)",
-                        self.name
-                    ),
-                )
-                .await;
-            }
-        }
-    }
-
-    /// Bytes on disk (SQLite file + WAL, or `pg_database_size`).
-    pub async fn size_bytes(&self) -> u64 {
-        match &self.backend {
-            Backend::Sqlite => ["", "-wal"]
-                .iter()
-                .filter_map(|s| {
-                    std::fs::metadata(format!("{}{s}", sqlite_path(&self.name).display())).ok()
-                })
-                .map(|m| m.len())
-                .sum(),
-            Backend::Postgres { .. } => {
-                let db = Database::connect(self.url.as_str()).await.expect("connect");
-                let row = db
-                    .query_one_raw(Statement::from_string(
-                        DatabaseBackend::Postgres,
-                        "SELECT pg_database_size(current_database())::bigint AS n",
-                    ))
-                    .await
-                    .expect("size")
-                    .expect("row");
-                let n: i64 = row.try_get("", "n").expect("n");
-                let _ = db.close().await;
-                n as u64
-            }
-        }
-    }
-}
-
-fn sqlite_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/tmp/calltrail_bench_{name}.db"))
-}
-
-async fn admin_sql(admin_url: &str, sql: &str) {
-    let admin = Database::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("{admin_url} is unreachable: {e}"));
-    admin
-        .execute_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = admin.close().await;
-}
-
-/// `admin_url` pointing at database `name` instead.
-pub fn with_database(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin_url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
 }
 
 /// The release binary (`cargo build --release` first), or `CALLTRAIL_BIN`.

@@ -1,15 +1,17 @@
 //! The rollup's two tiers, `call_buckets` (15 minutes) and `call_half_hours`, stay exactly
 //! equal to aggregating the `calls` table.
-mod common;
 
 use std::collections::BTreeMap;
 
+use crate::kit::{
+    Backend, Inspect, TestApp, TestDatabase, fixture_json, fixture_names, for_each_app,
+    for_each_backend,
+};
 use calltrail::seed::{self, SeedSpec};
 use calltrail::store::Store;
 use chrono::{DateTime, Utc};
-use common::{Backend, TestApp, TestDatabase, backends, fixture_json, fixture_names};
-use entity::{call, call_bucket, call_event};
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, EntityTrait, PaginatorTrait, Statement};
+use entity::{call, call_bucket};
+use sea_orm::{EntityTrait, Statement};
 use serde_json::{Value, json};
 
 /// (bucket start, direction) → [calls, total duration, min, max, recorded, answered, missed, rejected].
@@ -20,7 +22,7 @@ const TIERS: [(&str, i64); 2] = [("call_buckets", 900), ("call_half_hours", 1_80
 
 /// A tier of the rollup as it should be, computed here from every concluded call row.
 async fn aggregated_from_calls(url: &str, seconds: i64) -> Buckets {
-    let db = Database::connect(url).await.expect("connect");
+    let db = url.connect().await;
     let rows = call::Entity::find().all(&db).await.expect("calls");
     let _ = db.close().await;
     let mut buckets = Buckets::new();
@@ -67,7 +69,7 @@ async fn assert_both_tiers_equal_the_calls(url: &str, name: &str) {
 }
 
 async fn stored_tier(url: &str, table: &str) -> Buckets {
-    let db = Database::connect(url).await.expect("connect");
+    let db = url.connect().await;
     let rows = call_bucket::Entity::find()
         .from_raw_sql(Statement::from_string(
             db.get_database_backend(),
@@ -102,10 +104,9 @@ async fn post_json(app: &TestApp, body: &Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let url = app.database.url.clone();
-        let name = backend.name();
+        let name = app.backend.name();
 
         // Every valid fixture, twice: new calls, lifecycle merges, then duplicates.
         for _ in 0..2 {
@@ -144,15 +145,15 @@ async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates(
         changed["durationInSeconds"] = json!(2_000);
         changed["recordingUrl"] = json!("");
         changed["callEndedAt"] = json!("2026-03-02T09:47:25.000Z");
-        let (status, body) = post_json(&app, &changed).await;
+        let (status, body) = post_json(app, &changed).await;
         assert_eq!(status, 200, "[{name}] {body}");
         assert_eq!(body["status"], "updated", "[{name}] {body}");
         // Changed again within the same bucket.
         changed["durationInSeconds"] = json!(1_999);
-        let (_, body) = post_json(&app, &changed).await;
+        let (_, body) = post_json(app, &changed).await;
         assert_eq!(body["status"], "updated", "[{name}] {body}");
         // And a duplicate of that, which changes nothing.
-        let (_, body) = post_json(&app, &changed).await;
+        let (_, body) = post_json(app, &changed).await;
         assert_eq!(body["status"], "duplicate", "[{name}] {body}");
 
         let after_updates = rollup(&url).await;
@@ -166,8 +167,8 @@ async fn the_rollup_equals_the_calls_table_after_inserts_duplicates_and_updates(
             after_updates.get(&old_bucket),
             "[{name}] the call left its old bucket"
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 const STATS: &str = "query($f: CallFilter, $g: [CallDimension!], $tz: String!) { callStats(filter: $f, groupBy: $g, timeZone: $tz) { \
@@ -176,9 +177,8 @@ const STATS: &str = "query($f: CallFilter, $g: [CallDimension!], $tz: String!) {
 
 #[tokio::test]
 async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        let name = backend.name();
+    for_each_app(async |app| {
+        let name = app.backend.name();
         let spec = SeedSpec {
             calls: 400,
             seed: 5,
@@ -280,10 +280,10 @@ async fn statistics_from_the_rollup_equal_statistics_from_the_calls() {
             );
             assert_eq!(from_rollup, from_calls, "[{name}] {group_by} in {zone}");
         }
-        asking_for_one_measure_answers_what_asking_for_all_does(&app, name).await;
-        each_question_reads_the_tier_chosen_for_it(&app, name).await;
-        app.finish().await;
-    }
+        asking_for_one_measure_answers_what_asking_for_all_does(app, name).await;
+        each_question_reads_the_tier_chosen_for_it(app, name).await;
+    })
+    .await;
 }
 
 /// Which table answers: after 1 000 calls are added to every every-direction half-hour row
@@ -310,16 +310,12 @@ async fn each_question_reads_the_tier_chosen_for_it(app: &TestApp, name: &str) {
     for (zone, from) in questions {
         before.push(count(zone, from).await);
     }
-    let db = Database::connect(&app.database.url).await.expect("connect");
-    let half_hours = db
-        .execute_unprepared(
+    let half_hours = app
+        .execute(
             "UPDATE call_half_hours SET calls = calls + 1000 \
              WHERE direction = '*' AND bucket_start >= 1740805200 AND bucket_start < 1773118800",
         )
-        .await
-        .expect("update")
-        .rows_affected();
-    let _ = db.close().await;
+        .await;
     assert!(half_hours > 10, "[{name}] {half_hours} half hours");
     let added = i64::try_from(half_hours).expect("count") * 1_000;
     let mut after = Vec::new();
@@ -399,25 +395,19 @@ async fn asking_for_one_measure_answers_what_asking_for_all_does(app: &TestApp, 
 
 /// `(table, index)` for every index of `calls` and `call_events`, sorted.
 async fn indexes(url: &str, backend: &Backend) -> Vec<(String, String)> {
-    let db = Database::connect(url).await.expect("connect");
-    let (be, sql) = match backend {
-        Backend::Sqlite => (
-            DatabaseBackend::Sqlite,
+    let sql = match backend {
+        Backend::Sqlite => {
             "SELECT tbl_name AS t, name AS i FROM sqlite_master WHERE type = 'index' \
-             AND tbl_name IN ('calls', 'call_events') ORDER BY 1, 2",
-        ),
-        Backend::Postgres { .. } => (
-            DatabaseBackend::Postgres,
+             AND tbl_name IN ('calls', 'call_events') ORDER BY 1, 2"
+        }
+        Backend::Postgres { .. } => {
             "SELECT tablename AS t, indexname AS i FROM pg_indexes \
-             WHERE tablename IN ('calls', 'call_events') ORDER BY 1, 2",
-        ),
+             WHERE tablename IN ('calls', 'call_events') ORDER BY 1, 2"
+        }
     };
-    let rows = db
-        .query_all_raw(Statement::from_string(be, sql))
+    url.query_all(sql)
         .await
-        .expect("indexes");
-    let _ = db.close().await;
-    rows.iter()
+        .iter()
         .map(|r| {
             (
                 r.try_get::<String>("", "t").expect("table"),
@@ -443,17 +433,13 @@ async fn migrated(backend: &Backend) -> (TestDatabase, Store, Vec<(String, Strin
     (database, store, made)
 }
 
-async fn counts(url: &str) -> (u64, u64) {
-    let db = Database::connect(url).await.expect("connect");
-    let calls = call::Entity::find().count(&db).await.expect("calls");
-    let events = call_event::Entity::find().count(&db).await.expect("events");
-    let _ = db.close().await;
-    (calls, events)
+async fn counts(url: &str) -> (i64, i64) {
+    (url.count("calls").await, url.count("call_events").await)
 }
 
 #[tokio::test]
 async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let name = backend.name();
         let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
@@ -483,12 +469,13 @@ async fn a_seeded_database_keeps_its_indexes_and_its_rollup_equals_its_calls() {
         assert_eq!(indexes(&url, &backend).await, migrated, "[{name}]");
         assert_both_tiers_equal_the_calls(&url, name).await;
         store.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let name = backend.name();
         let (database, store, migrated) = migrated(&backend).await;
         let url = database.url.clone();
@@ -508,5 +495,6 @@ async fn a_bulk_seed_that_fails_leaves_the_tables_as_it_found_them() {
             );
         }
         store.close().await;
-    }
+    })
+    .await;
 }

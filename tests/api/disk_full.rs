@@ -5,14 +5,12 @@
 //!
 //! The file system is a tmpfs this test mounts, so it runs as root (`.ci/run` does); anywhere
 //! else it fails saying so, rather than pass without having checked anything.
-mod common;
-mod load;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use load::{free_port, stored_ids, wait_healthy};
+use crate::kit::load::{free_port, serve_binary, wait_healthy};
+use crate::kit::{Inspect, load};
 use serde_json::json;
 
 const TOKEN: &str = "disk-full-secret";
@@ -69,20 +67,6 @@ impl Drop for SmallFs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
-}
-
-fn start(database_url: &str, port: u16, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("server log");
-    Command::new(env!("CARGO_BIN_EXE_calltrail"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
-        .env("CALLTRAIL_WEBHOOK_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start calltrail")
 }
 
 /// The `i`-th call, with a 20 KB customer name so the file system fills quickly.
@@ -144,7 +128,7 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let webhook = format!("{base}/webhooks/doubletick");
-    let mut server = start(&url, port, &log);
+    let mut server = serve_binary(&url, port, TOKEN, &log);
     assert!(
         wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await,
         "calltrail did not start: {}",
@@ -212,7 +196,7 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
     let health_after_freeing = health(&client, &base).await;
     terminate(&mut server);
 
-    let stored = stored_ids(&url).await;
+    let stored = url.stored_call_ids().await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     println!(
         "disk full: acknowledged={} (while filling: {acked_while_full}, after freeing: {accepted_after_freeing}/{AFTER_FREEING}) stored={} missing={} answers={pattern} /health after each refusal: {health_while_failing:?}, after freeing: {health_after_freeing:?}",

@@ -1,12 +1,11 @@
 //! A DoubleTick-like sender for the crash and outage tests: unique calls, retried on every non-2xx or timeout until acknowledged.
-#![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::json;
 
 /// What the sender saw.
@@ -165,51 +164,24 @@ pub async fn send_all(
     }
 }
 
-/// The concluded calls in the database at `url`, read straight from the table.
-pub async fn stored_ids(url: &str) -> HashSet<String> {
-    let db = Database::connect(url)
-        .await
-        .expect("database for the check");
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT call_id FROM calls WHERE ended_at IS NOT NULL",
-        ))
-        .await
-        .expect("stored calls");
-    let _ = db.close().await;
-    rows.iter()
-        .map(|r| r.try_get::<String>("", "call_id").expect("call_id"))
-        .collect()
-}
-
-/// Integrity after crashes: every call has the event it was folded from and the logged delivery
-/// that brought it; no half-written call.
-pub async fn orphans(url: &str) -> (i64, i64) {
-    let db = Database::connect(url)
-        .await
-        .expect("database for the check");
-    let count = |sql: &'static str| {
-        let db = &db;
-        async move {
-            let row = db
-                .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-                .await
-                .expect("count")
-                .expect("row");
-            row.try_get::<i64>("", "n").expect("n")
-        }
-    };
-    let without_event = count(
-        "SELECT COUNT(*) AS n FROM calls c WHERE NOT EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = c.call_id)",
-    )
-    .await;
-    let without_delivery = count(
-        "SELECT COUNT(*) AS n FROM calls c WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.call_id = c.call_id AND d.outcome = 'stored')",
-    )
-    .await;
-    let _ = db.close().await;
-    (without_event, without_delivery)
+/// The real binary serving `database_url` on 127.0.0.1:`port` with the webhook secret `token`,
+/// its log appended to `log` (a restart adds to the same log).
+pub fn serve_binary(database_url: &str, port: u16, token: &str, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log");
+    Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
+        .env("CALLTRAIL_WEBHOOK_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start calltrail")
 }
 
 /// A port nobody listens on right now.

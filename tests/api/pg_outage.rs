@@ -2,7 +2,6 @@
 //!
 //! The test runs its own PostgreSQL (`initdb` into a temp dir, its own port) and never touches
 //! the machine's shared instance. A missing PostgreSQL installation fails the test.
-mod load;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::kit::load::{Tally, free_port, send_all, wait_healthy};
+use crate::kit::{self, Inspect};
 use calltrail::app;
 use calltrail::config::Settings;
-use load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
 
 const CALLS: usize = 1500;
 const WORKERS: usize = 16;
@@ -241,14 +241,12 @@ async fn a_postgres_outage_gets_503_then_recovers_by_itself_and_loses_nothing_ac
     let recovered = wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await;
     sender.await.expect("sender");
     let elapsed = started.elapsed();
-    let store = running.store.clone();
-    running.stop().await;
-    store.close().await;
+    kit::stop(running).await;
 
     let acked = tally.acked_ids();
-    let stored = stored_ids(&postgres.url()).await;
+    let stored = postgres.url().stored_call_ids().await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    let (without_event, without_delivery) = orphans(&postgres.url()).await;
+    let (without_event, without_delivery) = postgres.url().orphans().await;
     println!(
         "pg outage: calls={CALLS} outage={:.1}s acked-before-stop={acked_at_stop} acked-during-outage={acked_during_outage} \
          503-during-outage={unavailable_during} health-during-outage={health_during:?} first-ack-after-restart={:.1}s \

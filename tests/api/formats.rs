@@ -1,7 +1,6 @@
 //! JSON, URL-encoded and multipart deliveries of the same call are stored identically.
-mod common;
 
-use common::{CALL_FIELDS, TestApp, backends, fixture_json, fixture_names};
+use crate::kit::{CALL_FIELDS, TestApp, fixture_json, fixture_names, for_each_app};
 use serde_json::{Value, json};
 
 /// Every terminal fixture: the calls a format could change.
@@ -89,8 +88,7 @@ fn without_json_type_anomalies(mut view: Value) -> Value {
 #[tokio::test]
 async fn every_terminal_fixture_is_stored_identically_as_json_urlencoded_and_multipart() {
     let query = format!("query($id: ID!) {{ call(callId: $id) {{ {CALL_FIELDS} }} }}");
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let files = terminal_fixtures();
         assert!(files.len() >= 10, "{files:?}");
         for file in &files {
@@ -99,13 +97,13 @@ async fn every_terminal_fixture_is_stored_identically_as_json_urlencoded_and_mul
                 let mut object = fixture_json(file);
                 let call_id = format!("{}_{format}", object["callId"].as_str().expect("callId"));
                 object["callId"] = json!(call_id);
-                let answer = post_as(&app, format, &object).await;
+                let answer = post_as(app, format, &object).await;
                 assert_eq!(answer["status"], "stored", "{file} as {format}: {answer}");
                 let call = app.query(&query, json!({ "id": call_id })).await["call"].clone();
                 let raw = call["rawPayload"].as_str().expect("raw payload").to_owned();
                 views.push((format, view(&call), raw, call["rawContentType"].clone()));
             }
-            let label = format!("[{}] {file}", backend.name());
+            let label = format!("[{}] {file}", app.backend.name());
             let json_view = without_json_type_anomalies(views[0].1.clone());
             assert_eq!(
                 views[1].1, json_view,
@@ -135,44 +133,42 @@ async fn every_terminal_fixture_is_stored_identically_as_json_urlencoded_and_mul
                 views[2].3
             );
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_same_event_in_another_format_is_recognised_as_a_redelivery() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         for file in terminal_fixtures() {
             if file.contains("duration-as-string") {
                 continue;
             }
             let object = fixture_json(&file);
-            let first = post_as(&app, "urlencoded", &object).await;
+            let first = post_as(app, "urlencoded", &object).await;
             assert_eq!(first["status"], "stored", "{file}");
             for format in ["json", "multipart"] {
-                let again = post_as(&app, format, &object).await;
+                let again = post_as(app, format, &object).await;
                 assert_eq!(
                     again["status"],
                     "duplicate",
                     "[{}] {file} as {format} after the form: {again}",
-                    backend.name()
+                    app.backend.name()
                 );
             }
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn numbers_and_booleans_sent_as_strings_read_back_typed() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut missed = fixture_json("events/call-missed.json");
         missed["isNewCaller"] = json!("false");
         missed["isChatAssigned"] = json!("TRUE");
         missed["durationInSeconds"] = json!("0");
-        post_as(&app, "urlencoded", &missed).await;
+        post_as(app, "urlencoded", &missed).await;
         let call = app
             .query(
                 "query($id: ID!) { call(callId: $id) { isNewCaller isChatAssigned durationSeconds anomalies } }",
@@ -180,18 +176,17 @@ async fn numbers_and_booleans_sent_as_strings_read_back_typed() {
             )
             .await["call"]
             .clone();
-        assert_eq!(call["isNewCaller"], false, "[{}]", backend.name());
+        assert_eq!(call["isNewCaller"], false, "[{}]", app.backend.name());
         assert_eq!(call["isChatAssigned"], true);
         assert_eq!(call["durationSeconds"], 0);
         assert_eq!(call["anomalies"], json!([]), "strings are normal in a form");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn odd_values_are_stored_with_their_anomalies_and_filterable() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut zero = fixture_json("events/call-ended-incoming-recorded.json");
         zero["callId"] = json!("call_zero");
         zero["callStartedAt"] = zero["callEndedAt"].clone();
@@ -246,9 +241,9 @@ async fn odd_values_are_stored_with_their_anomalies_and_filterable() {
             ),
         ];
         for (body, _, _) in &expectations {
-            post_as(&app, "json", body).await;
+            post_as(app, "json", body).await;
         }
-        let label = backend.name();
+        let label = app.backend.name();
         for (body, duration, anomalies) in &expectations {
             let call = app
                 .query(
@@ -272,20 +267,17 @@ async fn odd_values_are_stored_with_their_anomalies_and_filterable() {
                 "kept as sent"
             );
         }
-        let count = |has: bool| {
-            let app = &app;
-            async move {
-                app.query(
-                    "query($has: Boolean) { calls(filter: { hasAnomalies: $has }) { totalCount } }",
-                    json!({ "has": has }),
-                )
-                .await["calls"]["totalCount"]
-                    .as_i64()
-                    .expect("count")
-            }
+        let count = |has: bool| async move {
+            app.query(
+                "query($has: Boolean) { calls(filter: { hasAnomalies: $has }) { totalCount } }",
+                json!({ "has": has }),
+            )
+            .await["calls"]["totalCount"]
+                .as_i64()
+                .expect("count")
         };
         assert_eq!(count(true).await, 8, "[{label}] hasAnomalies: true");
         assert_eq!(count(false).await, 1, "[{label}] hasAnomalies: false");
-        app.finish().await;
-    }
+    })
+    .await;
 }

@@ -1,7 +1,5 @@
 //! Properties: the parser never panics, valid payloads round-trip field by field, and lifecycle merging ignores order and repeats.
 
-mod common;
-
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -10,6 +8,8 @@ use serde_json::{Map, Value, json};
 use calltrail::domain::lifecycle::{AppliedEvent, fold};
 use calltrail::domain::{CallEvent, CallFields, Direction, EventKind};
 use calltrail::webhook::payload::{self, BodyFormat, Delivery};
+
+use crate::kit;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -508,7 +508,7 @@ fn any_order_of_a_calls_events_with_repeats_ends_in_the_same_state() {
 /// One call's lifecycle as DoubleTick would send it, built from the fixtures.
 fn wire_events(call_id: &str) -> Vec<Value> {
     let load = |file: &str, changes: Value| {
-        let mut body = common::fixture_json(&format!("events/{file}"));
+        let mut body = kit::fixture_json(&format!("events/{file}"));
         body["callId"] = json!(call_id);
         if let (Some(target), Value::Object(changes)) = (body.as_object_mut(), changes) {
             target.extend(changes);
@@ -530,18 +530,12 @@ fn wire_events(call_id: &str) -> Vec<Value> {
     ]
 }
 
-#[test]
-fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for backend in common::backends() {
-        let app = rt.block_on(common::TestApp::spawn(&backend));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
+    kit::for_each_app(async |app| {
         let query = format!(
             "query($id: ID!) {{ call(callId: $id) {{ {} }} }}",
-            common::CALL_FIELDS
+            kit::CALL_FIELDS
         );
         let strategy = (
             prop::sample::subsequence((0..5usize).collect::<Vec<_>>(), 0..=5),
@@ -565,8 +559,10 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
             });
         let counter = std::sync::atomic::AtomicUsize::new(0);
         let mut runner = TestRunner::new(Config::with_cases(12));
-        runner
-            .run(&strategy, |(chosen, repeats, order)| {
+        // The runner is synchronous: each case blocks this thread on the server's answers.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            runner.run(&strategy, |(chosen, repeats, order)| {
                 let case = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let canonical_id = format!("call_canonical_{case}");
                 let shuffled_id = format!("call_shuffled_{case}");
@@ -577,7 +573,7 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
                     let at = (r * 7) % (sequence.len() + 1);
                     sequence.insert(at, chosen[r]);
                 }
-                let views = rt.block_on(async {
+                let views = runtime.block_on(async {
                     for &i in &chosen {
                         let (status, _) = app
                             .post_webhook("application/json", canonical[i].to_string())
@@ -608,13 +604,14 @@ fn on_the_real_server_any_order_with_repeats_ends_in_the_same_call() {
                     &views[0],
                     &views[1],
                     "[{}] arrival {:?}",
-                    backend.name(),
+                    app.backend.name(),
                     sequence
                 );
                 prop_assert!(views[0]["endedAt"].is_string());
                 Ok(())
             })
-            .expect("order and repeats do not matter on the server");
-        rt.block_on(app.finish());
-    }
+        })
+        .expect("order and repeats do not matter on the server");
+    })
+    .await;
 }

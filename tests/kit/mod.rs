@@ -1,135 +1,43 @@
-//! Test harness: a real calltrail on a random port, over a fresh database, with a real HTTP client.
+//! The test kit: calltrail on a random port over a fresh database with a real HTTP client, the
+//! loops that run a test on every backend, and straight SQL on the database for assertions.
 //!
-//! Every test runs on SQLite (a temp-dir file). When `TEST_DATABASE_URL` is set, it runs on
-//! PostgreSQL too, in a database `test_<uuid>` created for it and dropped after. An
-//! unreachable `TEST_DATABASE_URL` fails the test; it never skips silently.
-#![allow(dead_code)]
+//! Every test runs on SQLite (a temp-dir file) and, when `TEST_DATABASE_URL` is set, on
+//! PostgreSQL too; `databases` knows both, for the benchmarks as well.
 
+mod databases;
 pub mod dataset;
+mod inspect;
+pub mod load;
+
+pub use databases::{Backend, TestDatabase, backends, postgres_only};
+pub use inspect::Inspect;
 
 use std::path::PathBuf;
 
 use calltrail::app::{self, RunningApp};
 use calltrail::config::Settings;
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
 use serde_json::{Value, json};
 
-/// A database kind a test runs against.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres { admin_url: String },
-}
-
-impl Backend {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres { .. } => "postgres",
-        }
+/// Runs `test` once on each backend of [`backends`], one after the other.
+pub async fn for_each_backend(test: impl AsyncFn(Backend)) {
+    for backend in backends() {
+        test(backend).await;
     }
 }
 
-/// SQLite always; PostgreSQL too when `TEST_DATABASE_URL` is set.
-pub fn backends() -> Vec<Backend> {
-    let mut all = vec![Backend::Sqlite];
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
-        && !url.trim().is_empty()
-    {
-        all.push(Backend::Postgres { admin_url: url });
-    }
-    all
+/// Runs `test` against calltrail over a fresh database of each backend, stopping it after.
+pub async fn for_each_app(test: impl AsyncFn(&TestApp)) {
+    for_each_app_with(|_| {}, test).await;
 }
 
-/// A fresh, empty database of one backend, removed when dropped.
-pub struct TestDatabase {
-    pub url: String,
-    pub backend: Backend,
-    dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
-
-impl TestDatabase {
-    pub async fn create(backend: &Backend) -> TestDatabase {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let path: PathBuf = dir.path().join("calltrail.db");
-                TestDatabase {
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    backend: backend.clone(),
-                    dir: Some(dir),
-                    pg_name: None,
-                }
-            }
-            Backend::Postgres { admin_url } => {
-                let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(admin_url.as_str())
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("TEST_DATABASE_URL={admin_url} is unreachable: {e}")
-                    });
-                admin
-                    .execute_raw(Statement::from_string(
-                        DatabaseBackend::Postgres,
-                        format!("CREATE DATABASE {name}"),
-                    ))
-                    .await
-                    .expect("create test database");
-                let _ = admin.close().await;
-                TestDatabase {
-                    url: with_database(admin_url, &name),
-                    backend: backend.clone(),
-                    dir: None,
-                    pg_name: Some(name),
-                }
-            }
-        }
-    }
-}
-
-/// `admin_url` pointing at database `name` instead.
-pub fn with_database(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin_url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{base}/{name}{query}")
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (Some(name), Backend::Postgres { admin_url }) = (self.pg_name.take(), &self.backend)
-        else {
-            return;
-        };
-        let admin_url = admin_url.clone();
-        // Drop may run inside a runtime; use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                    let _ = admin
-                        .execute_raw(Statement::from_string(
-                            DatabaseBackend::Postgres,
-                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                        ))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
-        let _ = self.dir.take();
-    }
+/// Same, with settings adjusted (tokens, page size...).
+pub async fn for_each_app_with(adjust: impl Fn(&mut Settings), test: impl AsyncFn(&TestApp)) {
+    for_each_backend(async |backend| {
+        let app = TestApp::spawn_with(&backend, &adjust).await;
+        test(&app).await;
+        app.finish().await;
+    })
+    .await;
 }
 
 /// A running calltrail and a client for it.
@@ -223,11 +131,16 @@ impl TestApp {
     /// Stops the server (gracefully) and drops its database.
     pub async fn finish(mut self) {
         if let Some(running) = self.running.take() {
-            let store = running.store.clone();
-            running.stop().await;
-            store.close().await;
+            stop(running).await;
         }
     }
+}
+
+/// Stops a calltrail started with `app::spawn` gracefully, and closes its store.
+pub async fn stop(running: RunningApp) {
+    let store = running.store.clone();
+    running.stop().await;
+    store.close().await;
 }
 
 /// Path of a fixture under `tests/fixtures/doubletick/`.

@@ -1,47 +1,24 @@
 //! The crash test: the real binary is SIGKILLed and restarted under load; every acknowledged call survives.
-mod common;
-mod load;
-
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestDatabase, backends};
-use load::{Tally, free_port, orphans, send_all, stored_ids, wait_healthy};
+use crate::kit::load::{Tally, free_port, send_all, serve_binary, wait_healthy};
+use crate::kit::{self, Inspect, TestDatabase, for_each_app, for_each_backend, postgres_only};
 
 const CALLS: usize = 4000;
 const WORKERS: usize = 24;
 const KILLS: usize = 8;
 const TOKEN: &str = "crash-test-secret";
 
-fn start(database_url: &str, port: u16, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("server log");
-    Command::new(env!("CARGO_BIN_EXE_calltrail"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
-        .env("CALLTRAIL_WEBHOOK_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start calltrail")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_call_survives_repeated_sigkills() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let database = TestDatabase::create(&backend).await;
         let logs = tempfile::tempdir().expect("log dir");
         let log = logs.path().join("calltrail.log");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut server = start(&database.url, port, &log);
+        let mut server = serve_binary(&database.url, port, TOKEN, &log);
         assert!(
             wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await,
             "calltrail did not start: {}",
@@ -71,7 +48,7 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
                 acked_at_kill.push(tally.acked());
                 kills += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                server = start(&database.url, port, &log);
+                server = serve_binary(&database.url, port, TOKEN, &log);
             } else {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -83,9 +60,9 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
         server.wait().expect("reaped");
 
         let acked = tally.acked_ids();
-        let stored = stored_ids(&database.url).await;
+        let stored = database.stored_call_ids().await;
         let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-        let (without_event, without_delivery) = orphans(&database.url).await;
+        let (without_event, without_delivery) = database.orphans().await;
         println!(
             "durability [{}]: calls={CALLS} kills={kills} (acked at each kill: {acked_at_kill:?}) acked={} stored={} missing={} in {:.1}s; {}",
             backend.name(),
@@ -131,79 +108,60 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
             backend.name()
         );
         drop(database);
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_on_one_postgres_database_all_migrate_and_serve() {
-    for backend in backends() {
-        if backend.name() != "postgres" {
-            continue;
-        }
-        let database = TestDatabase::create(&backend).await;
-        let settings = calltrail::config::Settings::for_database(database.url.clone());
-        let starts = (0..4).map(|_| {
-            let settings = settings.clone();
-            tokio::spawn(async move { calltrail::app::spawn(&settings).await })
-        });
-        let mut running = Vec::new();
-        for start in starts.collect::<Vec<_>>() {
-            running.push(
-                start
-                    .await
-                    .expect("task")
-                    .expect("every instance starts, migrating under the advisory lock"),
-            );
-        }
-        let client = reqwest::Client::new();
-        for (n, instance) in running.iter().enumerate() {
-            let mut body: serde_json::Value =
-                serde_json::from_slice(&common::fixture_bytes("events/call-ended-pstn.json"))
-                    .expect("fixture");
-            body["callId"] = serde_json::json!(format!("call_instance_{n}"));
-            let response = client
-                .post(format!("http://{}/webhooks/doubletick", instance.addr))
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
+    let Some(backend) = postgres_only("instances starting at once") else {
+        return;
+    };
+    let database = TestDatabase::create(&backend).await;
+    let settings = calltrail::config::Settings::for_database(database.url.clone());
+    let starts = (0..4).map(|_| {
+        let settings = settings.clone();
+        tokio::spawn(async move { calltrail::app::spawn(&settings).await })
+    });
+    let mut running = Vec::new();
+    for start in starts.collect::<Vec<_>>() {
+        running.push(
+            start
                 .await
-                .expect("delivery");
-            assert_eq!(response.status().as_u16(), 200, "instance {n}");
-        }
-        for instance in running {
-            let store = instance.store.clone();
-            instance.stop().await;
-            store.close().await;
-        }
-        assert_eq!(stored_ids(&database.url).await.len(), 4);
+                .expect("task")
+                .expect("every instance starts, migrating under the advisory lock"),
+        );
     }
-}
-
-async fn execute(url: &str, sql: &str) {
-    use sea_orm::ConnectionTrait;
-    let db = sea_orm::Database::connect(url).await.expect("db");
-    db.execute_raw(sea_orm::Statement::from_string(
-        db.get_database_backend(),
-        sql,
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = db.close().await;
+    let client = reqwest::Client::new();
+    for (n, instance) in running.iter().enumerate() {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&kit::fixture_bytes("events/call-ended-pstn.json"))
+                .expect("fixture");
+        body["callId"] = serde_json::json!(format!("call_instance_{n}"));
+        let response = client
+            .post(format!("http://{}/webhooks/doubletick", instance.addr))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("delivery");
+        assert_eq!(response.status().as_u16(), 200, "instance {n}");
+    }
+    for instance in running {
+        kit::stop(instance).await;
+    }
+    assert_eq!(database.stored_call_ids().await.len(), 4);
 }
 
 #[tokio::test]
 async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_stored() {
-    for backend in backends() {
-        let app = common::TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, _) = app.post_fixture("events/call-ended-pstn.json").await;
         assert_eq!(status, 200);
         // The log table vanishes: the call's rows are written, then the log insert fails.
-        execute(
-            &app.database.url,
-            "ALTER TABLE deliveries RENAME TO deliveries_away",
-        )
-        .await;
-        let body = common::fixture_bytes("events/call-ended-incoming-recorded.json");
+        app.execute("ALTER TABLE deliveries RENAME TO deliveries_away")
+            .await;
+        let body = kit::fixture_bytes("events/call-ended-incoming-recorded.json");
         let response = app
             .client
             .post(app.url("/webhooks/doubletick"))
@@ -219,12 +177,9 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let answer: serde_json::Value = response.json().await.expect("JSON");
-        execute(
-            &app.database.url,
-            "ALTER TABLE deliveries_away RENAME TO deliveries",
-        )
-        .await;
-        let label = backend.name();
+        app.execute("ALTER TABLE deliveries_away RENAME TO deliveries")
+            .await;
+        let label = app.backend.name();
         assert_eq!(status, 503, "[{label}] {answer}");
         assert_eq!(retry_after.as_deref(), Some("5"), "[{label}]");
         assert_eq!(answer["error"]["code"], "SERVICE_UNAVAILABLE");
@@ -232,12 +187,12 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             !answer.to_string().contains("deliveries"),
             "[{label}] no SQL detail leaks: {answer}"
         );
-        let stored = stored_ids(&app.database.url).await;
+        let stored = app.stored_call_ids().await;
         assert!(
             !stored.contains("call_8F2kQ1xLmA"),
             "[{label}] nothing of it stored"
         );
-        assert_eq!(orphans(&app.database.url).await, (0, 0));
+        assert_eq!(app.orphans().await, (0, 0));
 
         let (status, answer) = app.post_webhook("application/json", body).await;
         assert_eq!(status, 200, "[{label}] the retry succeeds: {answer}");
@@ -245,6 +200,6 @@ async fn a_delivery_whose_write_fails_gets_503_with_retry_after_and_nothing_is_s
             answer["status"], "stored",
             "[{label}] as a new call, not a duplicate"
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }

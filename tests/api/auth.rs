@@ -1,11 +1,9 @@
 //! The webhook secret in every way DoubleTick can send it; no secret, no delivery; no secret configured, loopback only.
-mod common;
 
+use crate::kit::{self, Backend, Inspect, TestApp, TestDatabase, fixture_bytes, for_each_app_with};
 use base64::Engine;
 use calltrail::app;
 use calltrail::config::Settings;
-use common::{Backend, TestApp, TestDatabase, backends, fixture_bytes};
-use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::json;
 
 const CURRENT: &str = "s3cret-current";
@@ -58,26 +56,9 @@ async fn send(app: &TestApp, way: &Way, body: Vec<u8>) -> (u16, serde_json::Valu
     (status, response.json().await.unwrap_or_default())
 }
 
-async fn count(app: &TestApp, table: &str) -> i64 {
-    let db = Database::connect(app.database.url.as_str())
-        .await
-        .expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*) AS n FROM {table}"),
-        ))
-        .await
-        .expect("count")
-        .expect("row");
-    let _ = db.close().await;
-    row.try_get("", "n").expect("n")
-}
-
 #[tokio::test]
 async fn every_way_doubletick_can_send_the_secret_is_accepted_with_either_rotated_token() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, with_tokens).await;
+    for_each_app_with(with_tokens, async |app| {
         let accepted = [
             way(
                 "bearer",
@@ -125,20 +106,25 @@ async fn every_way_doubletick_can_send_the_secret_is_accepted_with_either_rotate
                 serde_json::from_slice(&fixture_bytes("events/call-ended-pstn.json"))
                     .expect("fixture");
             body["callId"] = json!(format!("call_auth_{n}"));
-            let (status, answer) = send(&app, way, body.to_string().into_bytes()).await;
-            assert_eq!(status, 200, "[{}] {}: {answer}", backend.name(), way.label);
+            let (status, answer) = send(app, way, body.to_string().into_bytes()).await;
+            assert_eq!(
+                status,
+                200,
+                "[{}] {}: {answer}",
+                app.backend.name(),
+                way.label
+            );
             assert_eq!(answer["status"], "stored", "{}", way.label);
         }
         let data = app.query("{ calls { totalCount } }", json!({})).await;
         assert_eq!(data["calls"]["totalCount"], accepted.len());
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_missing_or_wrong_secret_gets_401_and_nothing_is_stored_or_logged() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, with_tokens).await;
+    for_each_app_with(with_tokens, async |app| {
         let refused = [
             way("no secret at all", None, None),
             way(
@@ -196,32 +182,37 @@ async fn a_missing_or_wrong_secret_gets_401_and_nothing_is_stored_or_logged() {
         ];
         for way in &refused {
             let (status, answer) = send(
-                &app,
+                app,
                 way,
                 fixture_bytes("events/call-ended-incoming-recorded.json"),
             )
             .await;
-            assert_eq!(status, 401, "[{}] {}: {answer}", backend.name(), way.label);
+            assert_eq!(
+                status,
+                401,
+                "[{}] {}: {answer}",
+                app.backend.name(),
+                way.label
+            );
             assert_eq!(answer["error"]["code"], "UNAUTHENTICATED", "{}", way.label);
         }
-        assert_eq!(count(&app, "deliveries").await, 0, "nothing logged");
-        assert_eq!(count(&app, "call_events").await, 0, "nothing stored");
-        assert_eq!(count(&app, "calls").await, 0, "nothing stored");
-        app.finish().await;
-    }
+        assert_eq!(app.count("deliveries").await, 0, "nothing logged");
+        assert_eq!(app.count("call_events").await, 0, "nothing stored");
+        assert_eq!(app.count("calls").await, 0, "nothing stored");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_unauthenticated_body_is_not_even_parsed() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, with_tokens).await;
+    for_each_app_with(with_tokens, async |app| {
         let nobody = way("no secret", None, None);
-        let (status, _) = send(&app, &nobody, b"{ this is not json".to_vec()).await;
+        let (status, _) = send(app, &nobody, b"{ this is not json".to_vec()).await;
         assert_eq!(
             status, 401,
             "a malformed body is refused for its missing secret, not its syntax"
         );
-        let (status, _) = send(&app, &nobody, vec![b'x'; 2 * 1024 * 1024]).await;
+        let (status, _) = send(app, &nobody, vec![b'x'; 2 * 1024 * 1024]).await;
         assert_eq!(
             status, 401,
             "an oversized body is refused before it is read"
@@ -239,9 +230,9 @@ async fn an_unauthenticated_body_is_not_even_parsed() {
             401,
             "content type is not even looked at"
         );
-        assert_eq!(count(&app, "deliveries").await, 0);
-        app.finish().await;
-    }
+        assert_eq!(app.count("deliveries").await, 0);
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -281,9 +272,7 @@ async fn without_a_token_the_server_refuses_a_public_address_and_serves_loopback
         .await
         .expect("a token (and a key) make a public address fine");
     assert!(running.addr.ip().is_unspecified());
-    let store = running.store.clone();
-    running.stop().await;
-    store.close().await;
+    kit::stop(running).await;
 
     let loopback = Settings::for_database(database.url.clone());
     let running = app::spawn(&loopback)
@@ -299,7 +288,5 @@ async fn without_a_token_the_server_refuses_a_public_address_and_serves_loopback
         .await
         .expect("request");
     assert_eq!(response.status().as_u16(), 200, "open for local use");
-    let store = running.store.clone();
-    running.stop().await;
-    store.close().await;
+    kit::stop(running).await;
 }

@@ -1,5 +1,4 @@
 //! A generated, reproducible call dataset, posted through the real webhook, and its rows kept for expectations.
-#![allow(dead_code)]
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use futures_util::StreamExt;
@@ -159,6 +158,14 @@ fn stamp(t: Option<DateTime<Utc>>) -> String {
 }
 
 impl GenCall {
+    /// Moves the call to end at `t`, keeping its duration (an answered call starts that long before).
+    pub fn end_at(&mut self, t: DateTime<Utc>) {
+        self.ended_at = t;
+        self.started_at = self
+            .started_at
+            .map(|_| t - Duration::seconds(self.duration_seconds));
+    }
+
     /// The DoubleTick delivery for this call.
     pub fn payload(&self) -> Value {
         let event = match self.status {

@@ -1,10 +1,11 @@
 //! DoubleTick deliveries in, calls out: every fixture, stored or refused, read back over GraphQL.
-mod common;
 
 use std::time::{Duration, Instant};
 
+use crate::kit::{
+    Backend, CALL_FIELDS, TestApp, fixture_bytes, fixture_json, fixture_names, for_each_app,
+};
 use chrono::{DateTime, Utc};
-use common::{Backend, CALL_FIELDS, TestApp, backends, fixture_bytes, fixture_json, fixture_names};
 use serde_json::{Value, json};
 
 fn call_query() -> String {
@@ -70,8 +71,7 @@ fn assert_reads_back_as_sent(sent: &Value, call: &Value, label: &str) {
 
 #[tokio::test]
 async fn every_call_ended_fixture_is_stored_and_reads_back_as_sent() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut files: Vec<String> = fixture_names("events")
             .into_iter()
             .filter(|f| f.starts_with("call-ended") && f.ends_with(".json"))
@@ -85,18 +85,18 @@ async fn every_call_ended_fixture_is_stored_and_reads_back_as_sent() {
         assert!(files.len() >= 9, "fixtures found: {files:?}");
         for file in &files {
             let (status, body) = app.post_fixture(file).await;
-            assert_eq!(status, 200, "[{}] {file}: {body}", backend.name());
+            assert_eq!(status, 200, "[{}] {file}: {body}", app.backend.name());
             assert_eq!(
                 body["status"],
                 "stored",
                 "[{}] {file}: {body}",
-                backend.name()
+                app.backend.name()
             );
             let sent = fixture_json(file);
             let data = app
                 .query(&call_query(), json!({ "id": sent["callId"] }))
                 .await;
-            let label = format!("[{}] {file}", backend.name());
+            let label = format!("[{}] {file}", app.backend.name());
             assert_reads_back_as_sent(&sent, &data["call"], &label);
             assert_eq!(
                 data["call"]["rawPayload"].as_str().map(str::as_bytes),
@@ -104,14 +104,13 @@ async fn every_call_ended_fixture_is_stored_and_reads_back_as_sent() {
                 "{label}: raw body kept"
             );
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_never_answered_outgoing_call_is_stored_without_a_start_time() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, _) = app
             .post_fixture("events/call-ended-outgoing-never-answered.json")
             .await;
@@ -122,14 +121,13 @@ async fn a_never_answered_outgoing_call_is_stored_without_a_start_time() {
         assert_eq!(data["call"]["startedAt"], Value::Null);
         assert_eq!(data["call"]["direction"], "OUTGOING");
         assert_eq!(data["call"]["durationSeconds"], 0);
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn redelivered_call_is_stored_once() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let file = "events/call-ended-incoming-recorded.json";
         let (_, first) = app.post_fixture(file).await;
         let (status, second) = app.post_fixture(file).await;
@@ -158,16 +156,15 @@ async fn redelivered_call_is_stored_once() {
                 "writer": { "batchesCommitted": 2, "largestBatch": 1, "batchesRetriedOneByOne": 0 },
             }),
             "[{}]",
-            backend.name()
+            app.backend.name()
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn invalid_deliveries_get_a_4xx_and_leave_the_stored_call_unchanged() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, _) = app
             .post_fixture("events/call-ended-incoming-recorded.json")
             .await;
@@ -198,7 +195,7 @@ async fn invalid_deliveries_get_a_4xx_and_leave_the_stored_call_unchanged() {
                 status,
                 expected_status,
                 "[{}] {file}: {body}",
-                backend.name()
+                app.backend.name()
             );
             assert_eq!(body["error"]["code"], code, "{file}");
         }
@@ -206,14 +203,13 @@ async fn invalid_deliveries_get_a_4xx_and_leave_the_stored_call_unchanged() {
             .query(&call_query(), json!({ "id": "call_8F2kQ1xLmA" }))
             .await;
         assert_eq!(before, after, "the stored call is unchanged");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_invalid_call_lists_every_field_problem() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut body = fixture_json("events/call-ended-incoming-recorded.json");
         body["callDirection"] = json!("SIDEWAYS");
         body["durationInSeconds"] = json!(-1);
@@ -230,14 +226,13 @@ async fn an_invalid_call_lists_every_field_problem() {
             fields,
             ["callDirection", "callEndedAt", "durationInSeconds"]
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_form_body_stores_the_same_call_as_json() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, body) = app
             .post_fixture("events/call-ended-form-urlencoded.txt")
             .await;
@@ -251,14 +246,13 @@ async fn the_form_body_stores_the_same_call_as_json() {
             .await;
         assert_reads_back_as_sent(&json_twin, &data["call"], "form");
         assert_eq!(data["call"]["anomalies"], json!([]));
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn other_lifecycle_events_are_acknowledged_but_not_listed_as_calls() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         for file in [
             "events/call-incoming-initiated.json",
             "events/call-accepted.json",
@@ -272,8 +266,8 @@ async fn other_lifecycle_events_are_acknowledged_but_not_listed_as_calls() {
         assert_eq!(body["status"], "ignored");
         let data = app.query("{ calls { totalCount } }", json!({})).await;
         assert_eq!(data["calls"]["totalCount"], 0);
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 /// SQLite: a stored delivery's pages reach the database file soon after its commit, copied by

@@ -1,11 +1,8 @@
 //! `calltrail replay --rejected`: rejected deliveries re-processed from the log, each reported, the log only appended to.
-mod common;
-mod load;
-
+use crate::kit::{Inspect, fixture_bytes, for_each_app, for_each_app_with, load};
 use chrono::Utc;
-use common::{TestApp, backends, fixture_bytes};
 use entity::delivery;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, Database, EntityTrait, QueryOrder};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
 use serde_json::json;
 use sha2::Digest;
 
@@ -25,7 +22,7 @@ fn replay(database_url: &str) -> String {
 }
 
 async fn log(url: &str) -> Vec<delivery::Model> {
-    let db = Database::connect(url).await.expect("db");
+    let db = url.connect().await;
     let rows = delivery::Entity::find()
         .order_by_asc(delivery::Column::Id)
         .all(&db)
@@ -37,7 +34,7 @@ async fn log(url: &str) -> Vec<delivery::Model> {
 
 /// A delivery an older calltrail rejected that today's parser accepts, as it sits in the log.
 async fn log_old_rejection(url: &str, body: &[u8]) -> i64 {
-    let db = Database::connect(url).await.expect("db");
+    let db = url.connect().await;
     let row = delivery::ActiveModel {
         received_at: Set(Utc::now() - chrono::Duration::days(30)),
         content_type: Set("application/json".into()),
@@ -62,8 +59,7 @@ async fn log_old_rejection(url: &str, body: &[u8]) -> i64 {
 
 #[tokio::test]
 async fn replay_reprocesses_rejections_reports_each_and_only_appends_to_the_log() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let (status, _) = app.post_fixture("invalid/unparseable-ended-at.json").await;
         assert_eq!(status, 422);
         let (status, _) = app.post_webhook("text/plain", "hello").await;
@@ -81,7 +77,7 @@ async fn replay_reprocesses_rejections_reports_each_and_only_appends_to_the_log(
         assert_eq!(before.len(), 4);
 
         let report = replay(&app.database.url);
-        let label = backend.name();
+        let label = app.backend.name();
         assert!(
             report.contains(&format!("delivery {fixable}: stored call_9P0tN4aWsD")),
             "[{label}] {report}"
@@ -160,14 +156,13 @@ async fn replay_reprocesses_rejections_reports_each_and_only_appends_to_the_log(
             !again.contains(&format!("delivery {fixable}:")),
             "[{label}] {again}"
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_while_deliveries_pour_in_never_fails_either_side_with_a_locked_database() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, |s| s.webhook_token = vec!["t".into()]).await;
+    for_each_app_with(|s| s.webhook_token = vec!["t".into()], async |app| {
         for n in 0..20 {
             let mut body = fixture_bytes("invalid/unknown-direction.json");
             body.extend(format!(" \n\n{n}").as_bytes());
@@ -211,7 +206,7 @@ async fn replaying_while_deliveries_pour_in_never_fails_either_side_with_a_locke
             !reports.is_empty(),
             "at least one replay overlapped the deliveries"
         );
-        let label = backend.name();
+        let label = app.backend.name();
         println!(
             "replay under load [{label}]: {} replays of 20 rejections while 1500 calls arrived; {}",
             reports.len(),
@@ -240,6 +235,6 @@ async fn replaying_while_deliveries_pour_in_never_fails_either_side_with_a_locke
             log(&app.database.url).await.len(),
             20 + 1500 + reports.len() * 20
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }

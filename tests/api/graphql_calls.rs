@@ -1,11 +1,10 @@
 //! The call list over GraphQL: every filter, every ordering, cursor paging both ways, page sizes, guard rails.
-mod common;
 
 use std::collections::BTreeSet;
 
+use crate::kit::dataset::{self, GenCall};
+use crate::kit::{TestApp, fixture_names, for_each_app, for_each_backend};
 use chrono::{DateTime, Utc};
-use common::dataset::{self, GenCall};
-use common::{TestApp, backends, fixture_names};
 use serde_json::{Value, json};
 
 const NODE: &str = "callId endedAt startedAt durationSeconds receivedAt";
@@ -214,18 +213,17 @@ async fn every_filter_field_and_their_combination_select_exactly_the_matching_ca
             }),
         ),
     ];
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &calls).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &calls).await;
         for (label, filter, keep) in &cases {
-            let label = format!("[{}] {label}", backend.name());
+            let label = format!("[{}] {label}", app.backend.name());
             let expected = expected_ids(&calls, keep);
             assert!(!expected.is_empty(), "{label}: the case selects calls");
             assert!(
                 expected.len() < calls.len(),
                 "{label}: the case leaves calls out"
             );
-            let nodes = all_forward(&app, filter, &Value::Null, 500).await;
+            let nodes = all_forward(app, filter, &Value::Null, 500).await;
             let got = ids(&nodes);
             let unique: BTreeSet<String> = got.iter().cloned().collect();
             assert_eq!(unique.len(), got.len(), "{label}: no call twice");
@@ -242,8 +240,8 @@ async fn every_filter_field_and_their_combination_select_exactly_the_matching_ca
                 "{label}: totalCount"
             );
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 /// The sort key of a node for a field, `None` for a null `startedAt`.
@@ -266,14 +264,13 @@ fn key(node: &Value, field: &str) -> Option<(i64, i64)> {
 async fn every_ordering_pages_forward_and_backward_without_skipping_or_repeating_a_call() {
     let calls = dataset::generate(700);
     let all: BTreeSet<String> = calls.iter().map(|c| c.call_id.clone()).collect();
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &calls).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &calls).await;
         for field in ["ENDED_AT", "STARTED_AT", "DURATION_SECONDS", "RECEIVED_AT"] {
             for direction in ["ASC", "DESC"] {
-                let label = format!("[{}] {field} {direction}", backend.name());
+                let label = format!("[{}] {field} {direction}", app.backend.name());
                 let order = json!({ "field": field, "direction": direction });
-                let forward = all_forward(&app, &Value::Null, &order, 37).await;
+                let forward = all_forward(app, &Value::Null, &order, 37).await;
                 let got = ids(&forward);
                 let unique: BTreeSet<String> = got.iter().cloned().collect();
                 assert_eq!(got.len(), calls.len(), "{label}: every call once");
@@ -304,7 +301,7 @@ async fn every_ordering_pages_forward_and_backward_without_skipping_or_repeating
                         "{label}: unanswered calls are listed"
                     );
                 }
-                let backward = all_backward(&app, &Value::Null, &order, 37).await;
+                let backward = all_backward(app, &Value::Null, &order, 37).await;
                 assert_eq!(
                     ids(&backward),
                     got,
@@ -312,19 +309,18 @@ async fn every_ordering_pages_forward_and_backward_without_skipping_or_repeating
                 );
             }
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_default_order_is_newest_end_first_and_the_default_page_is_fifty() {
     let calls = dataset::generate(120);
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &calls).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &calls).await;
         let data = app.query(&page_query(), json!({})).await;
         let edges = data["calls"]["edges"].as_array().expect("edges");
-        assert_eq!(edges.len(), 50, "[{}]", backend.name());
+        assert_eq!(edges.len(), 50, "[{}]", app.backend.name());
         assert_eq!(data["calls"]["totalCount"], 120);
         assert_eq!(data["calls"]["pageInfo"]["hasNextPage"], true);
         assert_eq!(data["calls"]["pageInfo"]["hasPreviousPage"], false);
@@ -333,13 +329,13 @@ async fn the_default_order_is_newest_end_first_and_the_default_page_is_fifty() {
             at(edges[0]["node"]["endedAt"].as_str().expect("endedAt")),
             newest
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn page_sizes_above_the_configured_maximum_are_refused() {
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let app = TestApp::spawn_with(&backend, |s| s.max_page_size = 20).await;
         dataset::ingest(&app, &dataset::generate(30)).await;
         let data = app.query(&page_query(), json!({ "first": 20 })).await;
@@ -369,14 +365,14 @@ async fn page_sizes_above_the_configured_maximum_are_refused() {
         let data = app.query(&page_query(), json!({ "first": 500 })).await;
         assert_eq!(data["calls"]["edges"], json!([]));
         app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn pages_carry_raw_bodies_when_asked_and_a_count_alone_still_checks_its_cursor() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &dataset::generate(12)).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &dataset::generate(12)).await;
         let data = app
             .query(
                 "query { calls(first: 12) {
@@ -389,7 +385,7 @@ async fn pages_carry_raw_bodies_when_asked_and_a_count_alone_still_checks_its_cu
             )
             .await;
         let edges = data["calls"]["edges"].as_array().expect("edges");
-        assert_eq!(edges.len(), 12, "[{}]", backend.name());
+        assert_eq!(edges.len(), 12, "[{}]", app.backend.name());
         for (i, edge) in edges.iter().enumerate() {
             let id = edge["node"]["callId"].clone();
             let one = app
@@ -399,8 +395,8 @@ async fn pages_carry_raw_bodies_when_asked_and_a_count_alone_still_checks_its_cu
                 )
                 .await;
             let raw = one["call"]["rawPayload"].as_str().expect("raw body");
-            assert!(raw.contains("callId"), "[{}] {raw}", backend.name());
-            assert_eq!(edge["node"]["rawPayload"], raw, "[{}]", backend.name());
+            assert!(raw.contains("callId"), "[{}] {raw}", app.backend.name());
+            assert_eq!(edge["node"]["rawPayload"], raw, "[{}]", app.backend.name());
             assert_eq!(data["calls"]["nodes"][i]["body"], raw, "through a fragment");
             assert_eq!(data["calls"]["plain"][i]["callId"], id);
         }
@@ -431,10 +427,10 @@ async fn pages_carry_raw_bodies_when_asked_and_a_count_alone_still_checks_its_cu
             misused["errors"][0]["extensions"]["code"],
             "BAD_USER_INPUT",
             "[{}] {misused}",
-            backend.name()
+            app.backend.name()
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 const SUMMARY: &str = "callId status direction customerId customerName customerNumber wabaNumber \
@@ -444,15 +440,14 @@ const DETAILS: &str = "rejectedBy deviceId chatId chatMessageId channel channelN
 
 #[tokio::test]
 async fn a_page_shows_every_field_exactly_as_the_single_call_does_whatever_is_selected() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         for file in fixture_names("events") {
             if file.ends_with(".json") {
                 let (status, _) = app.post_fixture(&format!("events/{file}")).await;
-                assert!(status < 300, "[{}] {file}", backend.name());
+                assert!(status < 300, "[{}] {file}", app.backend.name());
             }
         }
-        dataset::ingest(&app, &dataset::generate(40)).await;
+        dataset::ingest(app, &dataset::generate(40)).await;
         let selections = [
             SUMMARY.to_owned(),
             format!("{SUMMARY} {DETAILS} rawPayload"),
@@ -474,7 +469,7 @@ async fn a_page_shows_every_field_exactly_as_the_single_call_does_whatever_is_se
                 )
                 .await;
             let nodes = page["calls"]["nodes"].as_array().expect("nodes");
-            assert!(nodes.len() > 40, "[{}]", backend.name());
+            assert!(nodes.len() > 40, "[{}]", app.backend.name());
             for node in nodes {
                 let one = app
                     .query(
@@ -488,19 +483,18 @@ async fn a_page_shows_every_field_exactly_as_the_single_call_does_whatever_is_se
                     node,
                     &one["call"],
                     "[{}] selecting {selection}",
-                    backend.name()
+                    app.backend.name()
                 );
             }
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_cursor_used_with_another_order_or_filter_is_a_clear_error() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &dataset::generate(10)).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &dataset::generate(10)).await;
         let order = json!({ "field": "DURATION_SECONDS", "direction": "ASC" });
         let filter = json!({ "direction": "INCOMING" });
         let data = app
@@ -540,7 +534,7 @@ async fn a_cursor_used_with_another_order_or_filter_is_a_clear_error() {
                 error["extensions"]["code"],
                 "BAD_USER_INPUT",
                 "[{}] {variables}: {response}",
-                backend.name()
+                app.backend.name()
             );
             assert_eq!(error["extensions"]["argument"], argument);
             let message = error["message"].as_str().expect("message");
@@ -553,14 +547,13 @@ async fn a_cursor_used_with_another_order_or_filter_is_a_clear_error() {
             )
             .await;
         assert_eq!(same["calls"]["edges"].as_array().map(Vec::len), Some(2));
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn inverted_ranges_are_bad_user_input_not_empty_results() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         for (filter, argument) in [
             (
                 json!({ "endedAt": { "from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z" } }),
@@ -583,19 +576,18 @@ async fn inverted_ranges_are_bad_user_input_not_empty_results() {
                 error["extensions"]["code"],
                 "BAD_USER_INPUT",
                 "[{}] {response}",
-                backend.name()
+                app.backend.name()
             );
             assert_eq!(error["extensions"]["argument"], argument);
             assert_eq!(response["data"], Value::Null);
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn oversized_deep_and_batched_requests_are_refused_with_a_code() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let huge = format!("{{ calls {{ totalCount }} }} #{}", "x".repeat(70 * 1024));
         let response = app
             .client
@@ -604,7 +596,7 @@ async fn oversized_deep_and_batched_requests_are_refused_with_a_code() {
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status().as_u16(), 413, "[{}]", backend.name());
+        assert_eq!(response.status().as_u16(), 413, "[{}]", app.backend.name());
 
         let deep = format!(
             "{{ calls {{ nodes {{ {} callId {} }} }} }}",
@@ -636,8 +628,8 @@ async fn oversized_deep_and_batched_requests_are_refused_with_a_code() {
             )
             .await;
         assert_eq!(sql["data"]["calls"]["totalCount"], 0, "{sql}");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -650,13 +642,12 @@ async fn every_example_query_in_the_docs_runs_without_errors() {
         .filter_map(|block| block.split("```").next())
         .collect();
     assert!(examples.len() >= 6, "one example per capability");
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &dataset::generate(200)).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &dataset::generate(200)).await;
         for example in &examples {
             let data = app.query(example, json!({})).await;
-            assert!(data.is_object(), "[{}] {example}", backend.name());
+            assert!(data.is_object(), "[{}] {example}", app.backend.name());
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }

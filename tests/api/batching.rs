@@ -1,15 +1,14 @@
 //! Group commit stores exactly what delivery-by-delivery storing does: the same rows in every
 //! table, the same answers, on both backends.
-mod common;
-mod load;
-
+use crate::kit::{
+    Backend, Inspect, TestDatabase, fixture_bytes, fixture_names, for_each_backend, load,
+};
 use calltrail::store::Store;
 use calltrail::store::ingest::{Incoming, Ingestor, Receipt};
 use calltrail::webhook::judge;
 use chrono::{Duration, TimeZone, Utc};
-use common::{Backend, TestDatabase, backends, fixture_bytes, fixture_names};
 use futures_util::future::join_all;
-use sea_orm::{Database, FromQueryResult, JsonValue, Statement};
+use sea_orm::JsonValue;
 
 /// Every fixture (calls of each kind, other lifecycle events, invalid and suspicious bodies),
 /// generated calls `from..to`, and a body that is not JSON at all, each with its own arrival
@@ -71,8 +70,7 @@ async fn changed_call() -> Incoming {
 
 /// Every row of every table the writer touches, without the columns that differ between two
 /// equal histories (generated ids, and the wall-clock time a row was written), sorted.
-async fn tables(url: &str) -> Vec<(String, Vec<String>)> {
-    let db = Database::connect(url).await.expect("connect");
+async fn tables(database: &TestDatabase) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for (table, skip) in [
         ("calls", &["id", "updated_at"][..]),
@@ -82,12 +80,9 @@ async fn tables(url: &str) -> Vec<(String, Vec<String>)> {
         ("call_buckets", &[][..]),
         ("call_half_hours", &[][..]),
     ] {
-        let statement =
-            Statement::from_string(db.get_database_backend(), format!("SELECT * FROM {table}"));
-        let mut rows: Vec<String> = JsonValue::find_by_statement(statement)
-            .all(&db)
+        let mut rows: Vec<String> = database
+            .query_json(&format!("SELECT * FROM {table}"))
             .await
-            .expect("rows")
             .into_iter()
             .map(|mut row| {
                 let object = row.as_object_mut().expect("a row is an object");
@@ -110,7 +105,6 @@ async fn tables(url: &str) -> Vec<(String, Vec<String>)> {
         rows.sort();
         out.push((table.to_owned(), rows));
     }
-    let _ = db.close().await;
     out
 }
 
@@ -138,7 +132,7 @@ async fn a_batch_stores_exactly_what_delivery_by_delivery_storing_does() {
     round_two.push(changed_call().await);
     let rounds = [deliveries(0, 0, 40).await, round_two];
 
-    for backend in backends() {
+    for_each_backend(async |backend| {
         let label = backend.name();
         let (batched_db, batched_store) = migrated(&backend).await;
         let (single_db, single_store) = migrated(&backend).await;
@@ -182,7 +176,7 @@ async fn a_batch_stores_exactly_what_delivery_by_delivery_storing_does() {
             assert_eq!(stats.batches_retried_one_by_one, 0, "[{label}] {stats:?}");
             assert_eq!(single.stats().largest_batch, 1, "[{label}]");
 
-            let (a, b) = (tables(&batched_db.url).await, tables(&single_db.url).await);
+            let (a, b) = (tables(&batched_db).await, tables(&single_db).await);
             for ((table, rows_a), (_, rows_b)) in a.iter().zip(&b) {
                 assert!(!rows_a.is_empty(), "[{label}] {table} empty");
                 assert_eq!(
@@ -203,5 +197,6 @@ async fn a_batch_stores_exactly_what_delivery_by_delivery_storing_does() {
         );
         batched_store.close().await;
         single_store.close().await;
-    }
+    })
+    .await;
 }

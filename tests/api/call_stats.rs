@@ -1,12 +1,11 @@
 //! `callStats` over a generated dataset, checked against answers computed here in plain Rust.
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::kit::dataset::{self, GenCall};
+use crate::kit::for_each_app;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use common::dataset::{self, GenCall};
-use common::{TestApp, backends};
 use serde_json::{Value, json};
 
 const STATS: &str = "count totalDurationSeconds averageDurationSeconds minDurationSeconds \
@@ -354,11 +353,10 @@ const STATS_QUERY: &str = "query($filter: CallFilter, $groupBy: [CallDimension!]
 async fn statistics_over_five_thousand_generated_calls_match_a_plain_rust_computation() {
     let calls = dataset::generate(5_000);
     let query = STATS_QUERY.replace("STATS", STATS).replace("KEY", KEY);
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &calls).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &calls).await;
         for case in CASES {
-            let label = format!("[{}] {}", backend.name(), case.label);
+            let label = format!("[{}] {}", app.backend.name(), case.label);
             let tz: Tz = case.time_zone.parse().expect("zone");
             let range = case.ended_at.map(|(f, t)| (at(f), at(t)));
             let selected: Vec<&GenCall> = calls
@@ -393,14 +391,13 @@ async fn statistics_over_five_thousand_generated_calls_match_a_plain_rust_comput
                 &format!("{label}: groups"),
             );
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_new_york_day_lasts_23_hours_in_spring_and_25_in_fall() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut calls = dataset::generate(4);
         for (call, ended) in calls.iter_mut().zip([
             "2026-03-08T04:59:00Z", // 23:59 EST, Saturday Mar 7
@@ -408,12 +405,9 @@ async fn a_new_york_day_lasts_23_hours_in_spring_and_25_in_fall() {
             "2026-11-01T03:59:00Z", // 23:59 EDT, Saturday Oct 31
             "2026-11-02T04:59:00Z", // 23:59 EST, Sunday Nov 1
         ]) {
-            call.ended_at = at(ended);
-            call.started_at = call
-                .started_at
-                .map(|_| call.ended_at - Duration::seconds(call.duration_seconds));
+            call.end_at(at(ended));
         }
-        dataset::ingest(&app, &calls).await;
+        dataset::ingest(app, &calls).await;
         let data = app
             .query(
                 "{ callStats(groupBy: [DAY], timeZone: \"America/New_York\") { groups { key { period } stats { count } } } }",
@@ -435,7 +429,7 @@ async fn a_new_york_day_lasts_23_hours_in_spring_and_25_in_fall() {
                 "2026-11-01T04:00:00.000Z",
             ],
             "[{}]",
-            backend.name()
+            app.backend.name()
         );
         let spring = at(periods[1]) + Duration::hours(23);
         assert_eq!(
@@ -449,24 +443,18 @@ async fn a_new_york_day_lasts_23_hours_in_spring_and_25_in_fall() {
             fall,
             "the fall day ends 25 h after it starts"
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn iso_weeks_start_on_monday_in_the_requested_zone() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut calls = dataset::generate(2);
         // Sunday 23:30 and Monday 00:30 in Kolkata (+05:30): two different weeks.
-        calls[0].ended_at = at("2026-11-22T18:00:00Z");
-        calls[1].ended_at = at("2026-11-22T19:00:00Z");
-        for call in &mut calls {
-            call.started_at = call
-                .started_at
-                .map(|_| call.ended_at - Duration::seconds(call.duration_seconds));
-        }
-        dataset::ingest(&app, &calls).await;
+        calls[0].end_at(at("2026-11-22T18:00:00Z"));
+        calls[1].end_at(at("2026-11-22T19:00:00Z"));
+        dataset::ingest(app, &calls).await;
         let data = app
             .query(
                 "{ callStats(groupBy: [WEEK], timeZone: \"Asia/Kolkata\") { groups { key { period } stats { count } } } }",
@@ -480,22 +468,18 @@ async fn iso_weeks_start_on_monday_in_the_requested_zone() {
                 { "key": { "period": "2026-11-22T18:30:00.000Z" }, "stats": { "count": 1 } },
             ]),
             "[{}]",
-            backend.name()
+            app.backend.name()
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn time_buckets_without_calls_are_returned_with_zero_counts() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut calls = dataset::generate(1);
-        calls[0].ended_at = at("2026-03-03T12:00:00Z");
-        calls[0].started_at = calls[0]
-            .started_at
-            .map(|_| calls[0].ended_at - Duration::seconds(calls[0].duration_seconds));
-        dataset::ingest(&app, &calls).await;
+        calls[0].end_at(at("2026-03-03T12:00:00Z"));
+        dataset::ingest(app, &calls).await;
         let data = app
             .query(
                 "{ callStats(groupBy: [DAY], filter: { endedAt: { from: \"2026-03-01T00:00:00Z\", to: \"2026-03-05T00:00:00Z\" } }) {
@@ -514,7 +498,7 @@ async fn time_buckets_without_calls_are_returned_with_zero_counts() {
                 "2026-03-04T00:00:00.000Z"
             ],
             "[{}]",
-            backend.name()
+            app.backend.name()
         );
         let counts: Vec<&Value> = groups.iter().map(|g| &g["stats"]["count"]).collect();
         assert_eq!(counts, [0, 0, 1, 0]);
@@ -526,15 +510,14 @@ async fn time_buckets_without_calls_are_returned_with_zero_counts() {
                 "durationHistogram": [{ "count": 0 }, { "count": 0 }],
             })
         );
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn bad_statistics_arguments_are_refused_naming_the_argument() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &dataset::generate(3)).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &dataset::generate(3)).await;
         let cases = [
             (
                 "callStats(timeZone: \"Mars/Olympus\") { total { count } }",
@@ -574,17 +557,17 @@ async fn bad_statistics_arguments_are_refused_naming_the_argument() {
                 error["extensions"]["code"],
                 "BAD_USER_INPUT",
                 "[{}] {selection}: {response}",
-                backend.name()
+                app.backend.name()
             );
             assert_eq!(
                 error["extensions"]["argument"],
                 argument,
                 "[{}] {selection}",
-                backend.name()
+                app.backend.name()
             );
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -599,9 +582,8 @@ async fn percentiles_asked_through_variables_fragments_and_aliases_agree() {
             .or_default()
             .push(c.duration_seconds);
     }
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
-        dataset::ingest(&app, &calls).await;
+    for_each_app(async |app| {
+        dataset::ingest(app, &calls).await;
         let data = app
             .query(
                 "query($p: Float!) { callStats(groupBy: [DIRECTION]) {
@@ -613,18 +595,18 @@ async fn percentiles_asked_through_variables_fragments_and_aliases_agree() {
             )
             .await;
         let total = &data["callStats"]["total"];
-        assert_eq!(total["count"], calls.len(), "[{}]", backend.name());
+        assert_eq!(total["count"], calls.len(), "[{}]", app.backend.name());
         assert_eq!(
             total["viaVariable"],
             percentile(&durations, 0.3),
             "[{}]",
-            backend.name()
+            app.backend.name()
         );
         assert_eq!(
             total["viaFragment"],
             percentile(&durations, 0.9),
             "[{}]",
-            backend.name()
+            app.backend.name()
         );
         for group in data["callStats"]["groups"].as_array().expect("groups") {
             let direction = group["key"]["direction"].as_str().expect("direction");
@@ -633,14 +615,13 @@ async fn percentiles_asked_through_variables_fragments_and_aliases_agree() {
             assert_eq!(group["stats"]["durationPercentile"], percentile(&mine, 0.9));
             assert_eq!(group["stats"]["median"], percentile(&mine, 0.5));
         }
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn statistics_of_an_empty_store_are_zero_and_null() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let data = app
             .query(
                 &format!("{{ callStats(groupBy: [PICKED_BY], shortCallSeconds: 5) {{ total {{ {STATS} }} groups {{ stats {{ count }} }} }} }}"),
@@ -650,17 +631,16 @@ async fn statistics_of_an_empty_store_are_zero_and_null() {
         assert_same(
             &data["callStats"]["total"],
             &expected_stats(&[], Some(5), None),
-            &format!("[{}] empty total", backend.name()),
+            &format!("[{}] empty total", app.backend.name()),
         );
         assert_eq!(data["callStats"]["groups"], json!([]));
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_zero_filled_range_with_too_many_buckets_is_refused() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let response = app
             .graphql(
                 "{ callStats(groupBy: [HOUR], filter: { endedAt: { from: \"1990-01-01T00:00:00Z\", to: \"2030-01-01T00:00:00Z\" } }) { groups { stats { count } } } }",
@@ -671,9 +651,9 @@ async fn a_zero_filled_range_with_too_many_buckets_is_refused() {
             response["errors"][0]["extensions"]["code"],
             "BAD_USER_INPUT",
             "[{}] {response}",
-            backend.name()
+            app.backend.name()
         );
         assert_eq!(response["errors"][0]["extensions"]["argument"], "groupBy");
-        app.finish().await;
-    }
+    })
+    .await;
 }

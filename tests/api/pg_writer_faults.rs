@@ -4,61 +4,33 @@
 //!
 //! Runs on the PostgreSQL of `TEST_DATABASE_URL` (`.ci/run` sets it); without it these tests
 //! print that they did not run.
-mod common;
-mod load;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Backend, TestApp, backends};
-use load::{Tally, orphans, send_all, stored_ids};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use crate::kit::load::{Tally, send_all};
+use crate::kit::{Backend, Inspect, TestApp, load, postgres_only};
 use serde_json::json;
 
 const TOKEN: &str = "pg-writer-faults-secret";
 
-/// The PostgreSQL backend, or `None` (said out loud) when `TEST_DATABASE_URL` is not set.
-fn postgres(test: &str) -> Option<Backend> {
-    let found = backends()
-        .into_iter()
-        .find(|b| matches!(b, Backend::Postgres { .. }));
-    if found.is_none() {
-        println!("{test}: NOT RUN, TEST_DATABASE_URL is not set");
-    }
-    found
-}
-
-async fn spawn(backend: &Backend) -> TestApp {
-    TestApp::spawn_with(backend, |s| s.webhook_token = vec![TOKEN.into()]).await
-}
-
-async fn connect(url: &str) -> DatabaseConnection {
-    Database::connect(url).await.expect("test connection")
-}
-
-async fn execute(db: &DatabaseConnection, sql: &str) -> u64 {
-    db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .rows_affected()
+/// calltrail with the webhook secret, on PostgreSQL; `None` (said out loud) without `TEST_DATABASE_URL`.
+async fn spawn(test: &str) -> Option<TestApp> {
+    let backend = postgres_only(test)?;
+    Some(TestApp::spawn_with(&backend, |s| s.webhook_token = vec![TOKEN.into()]).await)
 }
 
 /// Terminates the server's sessions on `database` that are running a statement or sit inside a
 /// transaction: the writer's, mid-batch. Returns how many.
-async fn terminate_writers(admin: &DatabaseConnection, database: &str) -> u64 {
-    let rows = admin
-        .query_all_raw(Statement::from_string(
-            admin.get_database_backend(),
-            format!(
-                "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity \
-                 WHERE datname = '{database}' AND pid <> pg_backend_pid() \
-                 AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
-            ),
+async fn terminate_writers(admin_url: &str, database: &str) -> u64 {
+    let terminated = admin_url
+        .query_all(&format!(
+            "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity \
+             WHERE datname = '{database}' AND pid <> pg_backend_pid() \
+             AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
         ))
-        .await
-        .expect("terminate");
-    rows.len() as u64
+        .await;
+    terminated.len() as u64
 }
 
 /// The `i`-th call with its id replaced.
@@ -94,15 +66,13 @@ fn database_name(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminating_the_writers_backend_mid_load_loses_nothing_acknowledged() {
-    let Some(backend) = postgres("terminate mid-load") else {
+    let Some(app) = spawn("terminate mid-load").await else {
         return;
     };
-    let Backend::Postgres { admin_url } = &backend else {
+    let Backend::Postgres { admin_url } = &app.backend else {
         unreachable!()
     };
-    let app = spawn(&backend).await;
     let name = database_name(&app.database.url);
-    let admin = connect(admin_url).await;
 
     const CALLS: usize = 3000;
     let tally = Arc::new(Tally::default());
@@ -123,7 +93,7 @@ async fn terminating_the_writers_backend_mid_load_loses_nothing_acknowledged() {
         if tally.acked() > CALLS * 9 / 10 {
             break;
         }
-        let n = terminate_writers(&admin, &name).await;
+        let n = terminate_writers(admin_url, &name).await;
         if n > 0 {
             rounds += 1;
         }
@@ -133,7 +103,7 @@ async fn terminating_the_writers_backend_mid_load_loses_nothing_acknowledged() {
     sender.await.expect("sender");
 
     let acked = tally.acked_ids();
-    let stored = stored_ids(&app.database.url).await;
+    let stored = app.stored_call_ids().await;
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     println!(
         "terminate mid-load: {terminated} backends terminated in {rounds} rounds; acked={} stored={} missing={}; {}",
@@ -153,31 +123,26 @@ async fn terminating_the_writers_backend_mid_load_loses_nothing_acknowledged() {
     assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
     assert_eq!(acked.len(), CALLS, "every call was acknowledged in the end");
     assert_eq!(stored.len(), CALLS, "none stored twice or invented");
-    assert_eq!(orphans(&app.database.url).await, (0, 0));
+    assert_eq!(app.orphans().await, (0, 0));
     // The pool serves afterwards.
     let (status, _) = post(&app, call_with_id("after_terminations", 1)).await;
     assert_eq!(status, 200);
-    let _ = admin.close().await;
     app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_fails_is_answered_503_and_its_batch_neighbours_are_stored() {
-    let Some(backend) = postgres("failing commit") else {
+    let Some(app) = spawn("failing commit").await else {
         return;
     };
-    let app = spawn(&backend).await;
-    let db = connect(&app.database.url).await;
     // Checked at COMMIT: a deferred constraint trigger refuses the poisoned call there.
-    execute(
-        &db,
+    app.execute(
         "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
          IF NEW.call_id LIKE 'poison%' THEN RAISE EXCEPTION 'refused at commit'; END IF; \
          RETURN NULL; END $$",
     )
     .await;
-    execute(
-        &db,
+    app.execute(
         "CREATE CONSTRAINT TRIGGER refuse_poison AFTER INSERT OR UPDATE ON calls \
          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
     )
@@ -211,7 +176,7 @@ async fn a_commit_that_fails_is_answered_503_and_its_batch_neighbours_are_stored
     for send in sends {
         answers.push(send.await.expect("send"));
     }
-    let stored = stored_ids(&app.database.url).await;
+    let stored = app.stored_call_ids().await;
     for (id, status, retry) in &answers {
         if id.starts_with("poison") {
             assert_eq!(*status, 503, "{id}: a failed COMMIT is 503");
@@ -225,7 +190,9 @@ async fn a_commit_that_fails_is_answered_503_and_its_batch_neighbours_are_stored
             assert!(stored.contains(id), "{id} is stored");
         }
     }
-    let logged_poison = execute(&db, "SELECT 1 FROM deliveries WHERE call_id LIKE 'poison%'").await;
+    let logged_poison = app
+        .count_where("deliveries", "call_id LIKE 'poison%'")
+        .await;
     assert_eq!(
         logged_poison, 0,
         "a delivery that did not commit left no log row"
@@ -243,28 +210,24 @@ async fn a_commit_that_fails_is_answered_503_and_its_batch_neighbours_are_stored
     );
 
     // Once the database accepts it, the retry is stored: the pool is healthy.
-    execute(&db, "DROP TRIGGER refuse_poison ON calls").await;
+    app.execute("DROP TRIGGER refuse_poison ON calls").await;
     let (status, _) = post(&app, call_with_id("poison_5", 5)).await;
     assert_eq!(status, 200);
-    assert!(stored_ids(&app.database.url).await.contains("poison_5"));
-    assert_eq!(orphans(&app.database.url).await, (0, 0));
-    let _ = db.close().await;
+    assert!(app.stored_call_ids().await.contains("poison_5"));
+    assert_eq!(app.orphans().await, (0, 0));
     app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_timeout_or_serialization_failure_in_the_writer_is_503_and_the_pool_recovers() {
-    let Some(backend) = postgres("statement timeout / serialization failure") else {
+    let Some(app) = spawn("statement timeout / serialization failure").await else {
         return;
     };
-    let app = spawn(&backend).await;
     let name = database_name(&app.database.url);
-    let db = connect(&app.database.url).await;
     // A real statement timeout: sessions of this database cancel statements after 300 ms, and
     // a trigger makes one call's insert sleep for 2 s. A serialization failure is raised with
     // its SQLSTATE by the database itself.
-    execute(
-        &db,
+    app.execute(
         "CREATE FUNCTION slow_or_conflicting() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
          IF NEW.call_id LIKE 'slow%' THEN PERFORM pg_sleep(2); END IF; \
          IF NEW.call_id LIKE 'conflict%' THEN \
@@ -272,31 +235,25 @@ async fn a_statement_timeout_or_serialization_failure_in_the_writer_is_503_and_t
          RETURN NEW; END $$",
     )
     .await;
-    execute(
-        &db,
+    app.execute(
         "CREATE TRIGGER slow_or_conflicting BEFORE INSERT ON calls \
          FOR EACH ROW EXECUTE FUNCTION slow_or_conflicting()",
     )
     .await;
-    execute(
-        &db,
-        &format!("ALTER DATABASE {name} SET statement_timeout = '300ms'"),
-    )
+    app.execute(&format!(
+        "ALTER DATABASE {name} SET statement_timeout = '300ms'"
+    ))
     .await;
-    let _ = db.close().await;
     // The server's sessions reconnect and take the new setting.
-    let Backend::Postgres { admin_url } = &backend else {
+    let Backend::Postgres { admin_url } = &app.backend else {
         unreachable!()
     };
-    let admin = connect(admin_url).await;
-    execute(
-        &admin,
-        &format!(
+    admin_url
+        .execute(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        ),
-    )
-    .await;
+        ))
+        .await;
 
     let mut statuses = Vec::new();
     for (i, id) in ["slow_1", "conflict_1", "good_1", "slow_2", "good_2"]
@@ -312,7 +269,7 @@ async fn a_statement_timeout_or_serialization_failure_in_the_writer_is_503_and_t
         statuses.push((id.to_string(), answer));
     }
     println!("statement timeout / serialization failure: {statuses:?}");
-    let stored = stored_ids(&app.database.url).await;
+    let stored = app.stored_call_ids().await;
     for (id, (status, retry_after)) in &statuses {
         if id.starts_with("good") {
             assert_eq!(*status, 200, "{id}");
@@ -323,19 +280,7 @@ async fn a_statement_timeout_or_serialization_failure_in_the_writer_is_503_and_t
             assert!(!stored.contains(id), "{id} not stored");
         }
     }
-    let db = connect(&app.database.url).await;
-    let cancelled = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SHOW statement_timeout",
-        ))
-        .await
-        .expect("show")
-        .expect("row")
-        .try_get_by_index::<String>(0)
-        .expect("value");
-    assert_eq!(cancelled, "300ms", "the timeout was really in force");
-    let _ = db.close().await;
-    let _ = admin.close().await;
+    let cancelled = app.query_strings("SHOW statement_timeout").await;
+    assert_eq!(cancelled, ["300ms"], "the timeout was really in force");
     app.finish().await;
 }

@@ -1,8 +1,6 @@
 //! Every bad input with its expected status and code; what is logged for each; nothing at all for strangers.
-mod common;
 
-use common::{TestApp, backends, fixture_bytes, fixture_json};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use crate::kit::{Inspect, TestApp, fixture_bytes, fixture_json, for_each_app, for_each_app_with};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "table-driven-secret";
@@ -364,114 +362,86 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-async fn logged_outcomes(url: &str) -> Vec<(String, i64)> {
-    let db = Database::connect(url).await.expect("db");
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT outcome, CAST(LENGTH(body) AS BIGINT) AS size FROM deliveries ORDER BY id",
-        ))
-        .await
-        .expect("deliveries");
-    let _ = db.close().await;
-    rows.iter()
-        .map(|r| {
-            (
-                r.try_get::<String>("", "outcome").expect("outcome"),
-                r.try_get::<i64>("", "size").expect("size"),
-            )
-        })
-        .collect()
-}
-
-async fn count(url: &str, sql: &str) -> i64 {
-    let db = Database::connect(url).await.expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .expect("count")
-        .expect("row");
-    let _ = db.close().await;
-    row.try_get("", "n").expect("n")
+/// Each logged delivery's outcome and how many bytes of its body were kept, oldest first.
+async fn logged_outcomes(app: &TestApp) -> Vec<(String, i64)> {
+    app.query_all(
+        "SELECT outcome, CAST(LENGTH(body) AS BIGINT) AS size FROM deliveries ORDER BY id",
+    )
+    .await
+    .iter()
+    .map(|r| {
+        (
+            r.try_get::<String>("", "outcome").expect("outcome"),
+            r.try_get::<i64>("", "size").expect("size"),
+        )
+    })
+    .collect()
 }
 
 #[tokio::test]
 async fn every_bad_input_gets_its_status_and_code_and_strangers_leave_no_trace() {
-    for backend in backends() {
-        let app = TestApp::spawn_with(&backend, |s| s.webhook_token = vec![TOKEN.into()]).await;
-        let mut expected_log = Vec::new();
-        for case in cases() {
-            let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
-            let mut request = app
-                .client
-                .request(method, app.url("/webhooks/doubletick"))
-                .body(case.body.clone());
-            if let Some(content_type) = case.content_type {
-                request = request.header("content-type", content_type);
+    for_each_app_with(
+        |s| s.webhook_token = vec![TOKEN.into()],
+        async |app| {
+            let mut expected_log = Vec::new();
+            for case in cases() {
+                let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
+                let mut request = app
+                    .client
+                    .request(method, app.url("/webhooks/doubletick"))
+                    .body(case.body.clone());
+                if let Some(content_type) = case.content_type {
+                    request = request.header("content-type", content_type);
+                }
+                if case.authenticated {
+                    request = request.bearer_auth(TOKEN);
+                }
+                let response = request.send().await.expect("request");
+                let status = response.status().as_u16();
+                let answer: Value = response.json().await.unwrap_or_default();
+                let label = format!("[{}] {}", app.backend.name(), case.label);
+                assert_eq!(status, case.status, "{label}: {answer}");
+                if case.status == 200 {
+                    assert_eq!(answer["status"], "ignored", "{label}: {answer}");
+                } else {
+                    assert_eq!(answer["error"]["code"], case.code, "{label}: {answer}");
+                    assert!(
+                        answer["error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| !m.is_empty()),
+                        "{label}: a message"
+                    );
+                }
+                if case.code == "INVALID_PAYLOAD" {
+                    let details = answer["error"]["details"].as_array().expect("details");
+                    assert!(!details.is_empty(), "{label}: lists the field problems");
+                    assert!(details.iter().all(|d| d["field"].is_string()), "{label}");
+                }
+                if let Some(outcome) = case.logged {
+                    let kept = case.body.len().min(LIMIT) as i64;
+                    expected_log.push((outcome.to_owned(), kept));
+                }
+                let logged = logged_outcomes(app).await;
+                assert_eq!(logged, expected_log, "{label}: the delivery log");
             }
-            if case.authenticated {
-                request = request.bearer_auth(TOKEN);
-            }
-            let response = request.send().await.expect("request");
-            let status = response.status().as_u16();
-            let answer: Value = response.json().await.unwrap_or_default();
-            let label = format!("[{}] {}", backend.name(), case.label);
-            assert_eq!(status, case.status, "{label}: {answer}");
-            if case.status == 200 {
-                assert_eq!(answer["status"], "ignored", "{label}: {answer}");
-            } else {
-                assert_eq!(answer["error"]["code"], case.code, "{label}: {answer}");
-                assert!(
-                    answer["error"]["message"]
-                        .as_str()
-                        .is_some_and(|m| !m.is_empty()),
-                    "{label}: a message"
-                );
-            }
-            if case.code == "INVALID_PAYLOAD" {
-                let details = answer["error"]["details"].as_array().expect("details");
-                assert!(!details.is_empty(), "{label}: lists the field problems");
-                assert!(details.iter().all(|d| d["field"].is_string()), "{label}");
-            }
-            if let Some(outcome) = case.logged {
-                let kept = case.body.len().min(LIMIT) as i64;
-                expected_log.push((outcome.to_owned(), kept));
-            }
-            let logged = logged_outcomes(&app.database.url).await;
-            assert_eq!(logged, expected_log, "{label}: the delivery log");
-        }
-        assert_eq!(
-            count(&app.database.url, "SELECT COUNT(*) AS n FROM calls").await,
-            0
-        );
-        assert_eq!(
-            count(&app.database.url, "SELECT COUNT(*) AS n FROM call_events").await,
-            0
-        );
-        app.finish().await;
-    }
+            assert_eq!(app.count("calls").await, 0);
+            assert_eq!(app.count("call_events").await, 0);
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_oversized_delivery_is_logged_with_its_first_256_kib_and_their_digest() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut body = vec![b'{'];
         body.extend(std::iter::repeat_n(b'a', LIMIT + 10_000));
         let (status, answer) = app.post_webhook("application/json", body.clone()).await;
         assert_eq!(status, 413, "{answer}");
-        let db = Database::connect(app.database.url.as_str())
-            .await
-            .expect("db");
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT body, sha256, outcome, reason FROM deliveries",
-            ))
-            .await
-            .expect("query")
-            .expect("a logged delivery");
-        let _ = db.close().await;
+        let rows = app
+            .query_all("SELECT body, sha256, outcome, reason FROM deliveries")
+            .await;
+        let row = rows.first().expect("a logged delivery");
         let kept: Vec<u8> = row.try_get("", "body").expect("body");
         assert_eq!(kept, body[..LIMIT].to_vec());
         let digest: String = row.try_get("", "sha256").expect("sha256");
@@ -482,14 +452,13 @@ async fn an_oversized_delivery_is_logged_with_its_first_256_kib_and_their_digest
         );
         let reason: String = row.try_get("", "reason").expect("reason");
         assert!(reason.contains("PAYLOAD_TOO_LARGE"), "{reason}");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_body_of_exactly_256_kib_is_accepted() {
-    for backend in backends() {
-        let app = TestApp::spawn(&backend).await;
+    for_each_app(async |app| {
         let mut body = fixture_bytes("events/call-ended-pstn.json");
         let end = body.iter().rposition(|b| *b == b'}').expect("object");
         body.truncate(end);
@@ -497,10 +466,10 @@ async fn a_body_of_exactly_256_kib_is_accepted() {
         body.push(b'}');
         assert_eq!(body.len(), LIMIT);
         let (status, answer) = app.post_webhook("application/json", body).await;
-        assert_eq!(status, 200, "[{}] {answer}", backend.name());
+        assert_eq!(status, 200, "[{}] {answer}", app.backend.name());
         assert_eq!(answer["status"], "stored");
-        app.finish().await;
-    }
+    })
+    .await;
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

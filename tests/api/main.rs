@@ -1,0 +1,25 @@
+//! The integration tests, one binary: each module a real calltrail on a random port (or the
+//! real binary as a child process), driven over HTTP, on SQLite and, with `TEST_DATABASE_URL`,
+//! on PostgreSQL.
+
+#[path = "../kit/mod.rs"]
+mod kit;
+
+mod auth;
+mod bad_inputs;
+mod batching;
+mod call_stats;
+mod delivery_log;
+mod disk_full;
+mod durability;
+mod formats;
+mod graphql_calls;
+mod lifecycle;
+mod pg_outage;
+mod pg_writer_faults;
+mod properties;
+mod replay;
+mod rollup;
+mod schema_drift;
+mod startup;
+mod webhook_ingest;

@@ -1,0 +1,26 @@
+//! Start-up needs no setup beyond a URL: the SQLite file or the PostgreSQL database is created.
+use crate::kit::{self, TestDatabase, for_each_backend};
+use calltrail::app;
+use calltrail::config::Settings;
+
+#[tokio::test]
+async fn a_database_that_does_not_exist_yet_is_created_at_start() {
+    for_each_backend(async |backend| {
+        let database = TestDatabase::uncreated(&backend);
+        let running = app::spawn(&Settings::for_database(database.url.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("[{}] starts on a new database: {e:?}", backend.name()));
+        let client = reqwest::Client::new();
+        let status = client
+            .post(format!("http://{}/webhooks/doubletick", running.addr))
+            .header("content-type", "application/json")
+            .body(kit::fixture_bytes("events/call-ended-pstn.json"))
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status, 200, "[{}]", backend.name());
+        kit::stop(running).await;
+    })
+    .await;
+}
