@@ -55,6 +55,31 @@ pub fn check_root_fields(request: &mut Request) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The name of the operation the request runs: the one it names, or its document's only one.
+pub fn operation_name(request: &mut Request) -> Option<String> {
+    if let Some(name) = &request.operation_name {
+        return Some(name.clone());
+    }
+    match &request.parsed_query().ok()?.operations {
+        DocumentOperations::Single(_) => {
+            let text = request.query.trim_start();
+            let rest = text
+                .strip_prefix("query")
+                .or_else(|| text.strip_prefix("mutation"))?;
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        }
+        DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+            ops.keys().next().map(|n| n.to_string())
+        }
+        DocumentOperations::Multiple(_) => None,
+    }
+}
+
 fn operation<'a>(
     document: &'a ExecutableDocument,
     name: Option<&str>,

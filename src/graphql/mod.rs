@@ -102,7 +102,7 @@ pub async fn execute(
             .into_response();
     }
     let query_sha256 = hex::encode(Sha256::digest(request.query.as_bytes()));
-    let operation_name = request.operation_name.clone();
+    let operation_name = cost::operation_name(&mut request);
     let trail = Arc::new(AccessTrail::default());
     let request = request
         .data(api.store.reader(viewer.scope.clone()))

@@ -5,6 +5,7 @@
 #[path = "../kit/mod.rs"]
 mod kit;
 
+mod access;
 mod auth;
 mod bad_inputs;
 mod batching;
@@ -19,6 +20,7 @@ mod pg_outage;
 mod pg_writer_faults;
 mod properties;
 mod replay;
+mod reads_vs_writes;
 mod rollup;
 mod schema_drift;
 mod startup;

@@ -58,6 +58,15 @@ impl TestApp {
     /// Same, with settings adjusted (tokens, page size...).
     pub async fn spawn_with(backend: &Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let database = TestDatabase::create(backend).await;
+        TestApp::spawn_on(backend, database, adjust).await
+    }
+
+    /// calltrail over `database`, already made (seeded, say), with settings adjusted.
+    pub async fn spawn_on(
+        backend: &Backend,
+        database: TestDatabase,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = Settings::for_database(database.url.clone());
         adjust(&mut settings);
         let running = app::spawn(&settings).await.expect("calltrail starts");
