@@ -151,26 +151,23 @@ impl Ingestor {
 
     /// Logs and applies one delivery; returns once it is committed.
     pub async fn submit(&self, incoming: Incoming) -> Result<Receipt, AppError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Delivery(incoming, reply))
-            .await
-            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?
+        self.commit(|reply| Job::Delivery(incoming, reply)).await
     }
 
     /// Appends an access-log entry; returns its id once it is committed.
     pub async fn log_access(&self, entry: AccessEntry) -> Result<i64, AppError> {
+        self.commit(|reply| Job::Access(entry, reply)).await
+    }
+
+    /// Queues the job `make` builds around its reply, and waits for that reply.
+    async fn commit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, AppError>>) -> Job,
+    ) -> Result<T, AppError> {
+        let stopped = || AppError::Unavailable("the writer has stopped".into());
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Access(entry, reply))
-            .await
-            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| AppError::Unavailable("the writer has stopped".into()))?
+        self.jobs.send(make(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
