@@ -48,10 +48,11 @@ pub fn router(store: Store, settings: &Settings) -> Router {
     let api = Router::new()
         .route(
             "/graphql",
-            get(graphql::graphiql)
+            get(graphql::execute_or_graphiql)
                 .post(graphql::execute)
                 .fallback(webhook::method_not_allowed),
         )
+        .route("/graphql/assets/{file}", get(graphql::asset))
         .layer(RequestBodyLimitLayer::new(MAX_GRAPHQL_BODY_BYTES))
         .with_state(api);
     Router::new()

@@ -1,6 +1,9 @@
 //! The GraphQL API: the only module that speaks async-graphql.
 mod documents;
+mod graphiql;
+mod http;
 mod inputs;
+mod introspection;
 mod query;
 mod scalars;
 mod stats;
@@ -8,21 +11,22 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema, ServerError};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
-use axum::response::{Html, IntoResponse};
+use axum::extract::{FromRequest, State};
+use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
 use crate::store::Store;
 use documents::Documents;
+pub use graphiql::asset;
+use introspection::Asks;
 pub use query::Query;
 
 /// The calltrail schema.
 pub type CallSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Deepest query accepted.
+/// Deepest query accepted (a query asking only about the schema has its own bounds,
+/// `introspection::MAX_DEPTH`).
 pub const MAX_DEPTH: usize = 12;
 /// Most costly query accepted (each field costs 1; list fields multiply by their page size).
 pub const MAX_COMPLEXITY: usize = 20_000;
@@ -33,11 +37,13 @@ pub struct Limits {
     pub max_page_size: u64,
 }
 
-/// What `/graphql` serves: the schema with its data (the store and the limits), and the
-/// documents parsed so far.
+/// What `/graphql` serves: the schema with its data (the store and the limits), the same
+/// schema for requests that ask only about it, and the documents parsed so far.
 #[derive(Clone)]
 pub struct Api {
     schema: CallSchema,
+    /// Answers introspection only, under `introspection::MAX_DEPTH` and `MAX_COMPLEXITY`.
+    introspection: CallSchema,
     documents: Arc<Documents>,
 }
 
@@ -49,8 +55,14 @@ impl Api {
             .limit_depth(MAX_DEPTH)
             .limit_complexity(MAX_COMPLEXITY)
             .finish();
+        let introspection = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .introspection_only()
+            .limit_depth(introspection::MAX_DEPTH)
+            .limit_complexity(introspection::MAX_COMPLEXITY)
+            .finish();
         Api {
             schema,
+            introspection,
             documents: Arc::default(),
         }
     }
@@ -63,20 +75,34 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// `POST /graphql`: one operation per request (batches are refused by the extractor).
-pub async fn execute(State(api): State<Api>, request: GraphQLRequest) -> GraphQLResponse {
-    let mut request = request.into_inner();
+/// `POST /graphql` (and a query over GET): one operation per request (batches are refused).
+pub async fn execute(State(api): State<Api>, operation: http::Operation) -> Response {
+    let http::Operation { mut request, reply } = operation;
     api.documents.prepare(&mut request);
-    let mut response = api.schema.execute(request).await;
+    if let Err(refusal) = reply.permits(&mut request) {
+        return refusal.into_response();
+    }
+    let mut response = match introspection::classify(&mut request) {
+        Ok(Asks::OnlySchema) => api.introspection.execute(request).await,
+        Ok(Asks::Data) => api.schema.execute(request).await,
+        Err(error) => async_graphql::Response::from_errors(vec![error]),
+    };
     for error in &mut response.errors {
         ensure_code(error);
     }
-    response.into()
+    reply.answer(response)
 }
 
-/// `GET /graphql`: GraphiQL.
-pub async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+/// `GET /graphql`: GraphiQL for a browser that sends no query; otherwise the query
+/// (`?query=…&variables=…&operationName=…`), which may not be a mutation.
+pub async fn execute_or_graphiql(api: State<Api>, request: axum::extract::Request) -> Response {
+    if graphiql::is_asked_for(&request) {
+        return graphiql::page();
+    }
+    match http::Operation::from_request(request, &()).await {
+        Ok(operation) => execute(api, operation).await,
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 /// Parse and validation errors come from async-graphql without a code; give them one.
