@@ -1,6 +1,6 @@
 //! GraphiQL and GraphQL over HTTP against a real calltrail (SQLite in a temp dir, port 0):
 //! the standard introspection query is answered while data keeps its limits, queries over
-//! GET, the media type asked for, GraphiQL's files under a Content-Security-Policy; then
+//! GET, the media type asked for, GraphiQL's files under a Content-Security-Policy, CORS; then
 //! the node checks in tests/node/ (graphql-http's audit, GraphiQL in headless Chromium).
 //!
 //! Self-contained on purpose (no tests/common). The node checks need node, `npm ci --prefix
@@ -78,6 +78,8 @@ fragment InputValue on __InputValue {
 }
 fragment TypeRef on __Type { kind name ofType { name kind ofType { name kind ofType { name kind ofType { name kind ofType { name kind ofType { name kind ofType { name kind ofType { name kind ofType { name kind } } } } } } } } } }"#;
 
+const ALLOWED_ORIGIN: &str = "https://dashboard.example.com";
+
 struct Server {
     base: String,
     client: reqwest::Client,
@@ -86,13 +88,14 @@ struct Server {
 }
 
 impl Server {
-    async fn start() -> Server {
+    async fn start(cors_origins: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("calltrail.db").display()
         );
-        let settings = Settings::for_database(url);
+        let mut settings = Settings::for_database(url);
+        settings.cors_origins = cors_origins.iter().map(|o| o.to_string()).collect();
         let running = app::spawn(&settings).await.expect("calltrail starts");
         Server {
             base: format!("http://{}", running.addr),
@@ -162,7 +165,7 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn the_standard_introspection_query_is_answered_in_full() {
-    let server = Server::start().await;
+    let server = Server::start(&[]).await;
     let (status, _, body) = server
         .post(
             "application/json",
@@ -210,7 +213,7 @@ async fn the_standard_introspection_query_is_answered_in_full() {
 
 #[tokio::test]
 async fn a_request_that_also_asks_for_data_keeps_the_data_limits() {
-    let server = Server::start().await;
+    let server = Server::start(&[]).await;
     let deep_data = format!(
         "{{ calls {{ nodes {{ {} callId {} }} }} }}",
         "revisions { call { ".repeat(8),
@@ -268,7 +271,7 @@ fn short(body: &Value) -> String {
 
 #[tokio::test]
 async fn queries_are_answered_over_get_and_mutations_are_not() {
-    let server = Server::start().await;
+    let server = Server::start(&[]).await;
     let pairs = [
         (
             "query",
@@ -323,7 +326,7 @@ async fn queries_are_answered_over_get_and_mutations_are_not() {
 
 #[tokio::test]
 async fn the_answer_comes_in_the_media_type_asked_for() {
-    let server = Server::start().await;
+    let server = Server::start(&[]).await;
     let typename = json!({ "query": "{ __typename }" });
     for (accept, expected) in [
         ("application/json", "application/json"),
@@ -372,7 +375,7 @@ async fn the_answer_comes_in_the_media_type_asked_for() {
 
 #[tokio::test]
 async fn graphiql_and_its_files_are_served_from_calltrail_under_a_content_security_policy() {
-    let server = Server::start().await;
+    let server = Server::start(&[]).await;
     let page = server.get("/graphql", "text/html").await;
     let policy = header(&page, "content-security-policy");
     for directive in [
@@ -428,6 +431,63 @@ async fn graphiql_and_its_files_are_served_from_calltrail_under_a_content_securi
 }
 
 #[tokio::test]
+async fn cors_preflight_is_answered_for_allowed_origins_only() {
+    let preflight = |server: &Server, origin: &str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url("/graphql"))
+            .header("origin", origin.to_owned())
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let server = Server::start(&[ALLOWED_ORIGIN]).await;
+    let allowed = preflight(&server, ALLOWED_ORIGIN).await.expect("preflight");
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        header(&allowed, "access-control-allow-origin"),
+        ALLOWED_ORIGIN
+    );
+    let headers = header(&allowed, "access-control-allow-headers").to_ascii_lowercase();
+    assert!(
+        headers.contains("authorization") && headers.contains("content-type"),
+        "{headers}"
+    );
+    assert!(header(&allowed, "access-control-allow-methods").contains("POST"));
+
+    // Without Access-Control-Allow-Origin a browser refuses the call.
+    let other = preflight(&server, "https://elsewhere.example.com")
+        .await
+        .expect("preflight");
+    assert_eq!(header(&other, "access-control-allow-origin"), "");
+    assert_eq!(header(&other, "access-control-allow-credentials"), "");
+
+    let call = server
+        .client
+        .post(server.url("/graphql"))
+        .header("origin", ALLOWED_ORIGIN)
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(header(&call, "access-control-allow-origin"), ALLOWED_ORIGIN);
+    server.stop().await;
+
+    let closed = Server::start(&[]).await;
+    let refused = preflight(&closed, ALLOWED_ORIGIN).await.expect("preflight");
+    assert_eq!(header(&refused, "access-control-allow-origin"), "");
+    assert!(
+        !refused.status().is_success(),
+        "no origin configured: {}",
+        refused.status()
+    );
+    closed.stop().await;
+}
+
+#[tokio::test]
 async fn the_graphql_over_http_audit_passes_every_must() {
     let out = run_node_check("audit.mjs", &["graphql-http", "graphql"]).await;
     assert!(out.contains("MUST: 13 pass, 0 do not"), "{out}");
@@ -462,7 +522,7 @@ async fn run_node_check(script: &str, packages: &[&str]) -> String {
             "/usr/bin/chromium is missing: `apt-get install -y chromium chromium-driver`"
         );
     }
-    let server = Server::start().await;
+    let server = Server::start(&[]).await;
     let child = tokio::process::Command::new("node")
         .arg(node_dir.join(script))
         .env("CALLTRAIL_URL", &server.base)
