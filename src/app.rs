@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -51,10 +52,11 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
     let api = Router::new()
         .route(
             "/graphql",
-            get(graphql::graphiql)
+            get(graphql::execute_or_graphiql)
                 .post(graphql::execute)
                 .fallback(webhook::method_not_allowed),
         )
+        .route("/graphql/assets/{file}", get(graphql::asset))
         .layer(RequestBodyLimitLayer::new(MAX_GRAPHQL_BODY_BYTES))
         .with_state(api);
     Router::new()
@@ -74,6 +76,27 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
         // A failed request is logged once, where its error is answered (`AppError`), not again
         // by the trace layer.
         .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(tower::util::option_layer(cors(&settings.cors_origins)))
+}
+
+/// Lets pages on the `--cors-origin` origins call calltrail from a browser, with a key in
+/// `Authorization`; without one, no cross-origin call is allowed (nor answered as a preflight).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// `GET /health`: 200 while the database answers and takes writes, with what the webhook writer

@@ -58,6 +58,17 @@ pub struct Settings {
         global = true
     )]
     pub query_timeout: Duration,
+    /// Origin of a web page allowed to call calltrail from a browser (CORS), such as
+    /// `https://dashboard.example.com`; repeat the flag, or separate origins with commas.
+    /// None by default: only pages served by calltrail itself (GraphiQL) may call it.
+    #[arg(
+        long = "cors-origin",
+        env = "CALLTRAIL_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_parser = parse_origin,
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 /// `500ms`, `10s` or `10` (seconds).
@@ -80,6 +91,28 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(n.saturating_mul(scale)))
 }
 
+/// An origin as browsers send it: `scheme://host[:port]`, lower case, without a path.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().to_ascii_lowercase();
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match rest {
+        _ if origin.is_empty() => Ok(origin),
+        Some(host)
+            if !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)) =>
+        {
+            Ok(origin)
+        }
+        _ => Err(format!(
+            "`{text}` is not an origin: write scheme://host[:port], such as https://dashboard.example.com, without a path or a trailing slash"
+        )),
+    }
+}
+
 impl Settings {
     /// Settings for `database_url` with every other value at its default.
     pub fn for_database(database_url: impl Into<String>) -> Settings {
@@ -90,6 +123,7 @@ impl Settings {
             max_page_size: 500,
             write_batches: 3,
             query_timeout: Duration::from_secs(10),
+            cors_origins: Vec::new(),
         }
     }
 
@@ -180,4 +214,41 @@ pub enum Command {
         #[arg(long)]
         without_events: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins_are_repeatable_or_comma_separated_and_must_be_origins() {
+        let cli = Cli::try_parse_from([
+            "calltrail",
+            "--cors-origin",
+            "https://Dashboard.example.com",
+            "--cors-origin",
+            "http://localhost:5173,http://[::1]:3000",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.settings.cors_origins,
+            [
+                "https://dashboard.example.com",
+                "http://localhost:5173",
+                "http://[::1]:3000"
+            ]
+        );
+        for wrong in [
+            "dashboard.example.com",
+            "https://dashboard.example.com/",
+            "https://dashboard.example.com/app",
+            "*",
+            "https://",
+        ] {
+            assert!(
+                Cli::try_parse_from(["calltrail", "--cors-origin", wrong]).is_err(),
+                "{wrong}"
+            );
+        }
+    }
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, parser};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition};
+use async_graphql::{Positioned, Request, parser};
 
 /// Most query text kept, in bytes. A parsed document takes about twenty times its text
 /// (measured: 128 distinct 4 KiB documents grew the server by 11 MiB), so this keeps the
@@ -56,6 +56,23 @@ impl Documents {
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         // The cache holds only parsed documents; one left by a panicking thread is whole.
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The operation of `document` that a request names (or its only one), as async-graphql will
+/// choose it; `None` when there is no such operation (which async-graphql then reports).
+pub fn operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(operation), None) => Some(operation),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
+        (DocumentOperations::Multiple(_), None) => None,
     }
 }
 

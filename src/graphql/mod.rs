@@ -3,7 +3,10 @@ mod access;
 mod access_log;
 mod cost;
 mod documents;
+mod graphiql;
+mod http;
 mod inputs;
+mod introspection;
 mod query;
 mod scalars;
 mod stats;
@@ -11,12 +14,10 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema, ServerError};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, State};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::access::Gate;
@@ -26,12 +27,15 @@ use crate::store::access::AccessEntry;
 use crate::store::ingest::Ingestor;
 use access::AccessTrail;
 use documents::Documents;
+pub use graphiql::asset;
+use introspection::Asks;
 pub use query::Query;
 
 /// The calltrail schema.
 pub type CallSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Deepest query accepted.
+/// Deepest query accepted (a query asking only about the schema has its own bounds,
+/// `introspection::MAX_DEPTH`).
 pub const MAX_DEPTH: usize = 12;
 /// Most costly query accepted (see `cost`: each field weighs what it costs; list fields
 /// multiply by their page size).
@@ -43,11 +47,13 @@ pub struct Limits {
     pub max_page_size: u64,
 }
 
-/// What `/graphql` serves: the schema with its data (the store and the limits), and the
-/// documents parsed so far.
+/// What `/graphql` serves: the schema with its data (the store and the limits), the same
+/// schema for requests that ask only about it, and the documents parsed so far.
 #[derive(Clone)]
 pub struct Api {
     schema: CallSchema,
+    /// Answers introspection only, under `introspection::MAX_DEPTH` and `MAX_COMPLEXITY`.
+    introspection: CallSchema,
     documents: Arc<Documents>,
     store: Store,
     gate: Gate,
@@ -63,8 +69,14 @@ impl Api {
             .limit_depth(MAX_DEPTH)
             .limit_complexity(MAX_COMPLEXITY)
             .finish();
+        let introspection = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .introspection_only()
+            .limit_depth(introspection::MAX_DEPTH)
+            .limit_complexity(introspection::MAX_COMPLEXITY)
+            .finish();
         Api {
             schema,
+            introspection,
             documents: Arc::default(),
             store,
             gate,
@@ -80,7 +92,7 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// `POST /graphql`: one operation per request (batches are refused by the extractor).
+/// `POST /graphql` (and a query over GET): one operation per request (batches are refused).
 ///
 /// The reader is decided first (401 without a good key, unless reads are open); every call
 /// read goes through the reader's scope; an authenticated read that touched calls is written
@@ -89,26 +101,34 @@ pub async fn execute(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    operation: http::Operation,
 ) -> Response {
     let viewer = match api.gate.viewer(&headers).await {
         Ok(viewer) => viewer,
         Err(e) => return e.into_response(),
     };
-    let mut request = request.into_inner();
+    let http::Operation { mut request, reply } = operation;
     api.documents.prepare(&mut request);
+    if let Err(refusal) = reply.permits(&mut request) {
+        return refusal.into_response();
+    }
     if let Err(error) = cost::check_root_fields(&mut request) {
-        return GraphQLResponse::from(async_graphql::Response::from_errors(vec![error]))
-            .into_response();
+        return reply.answer(async_graphql::Response::from_errors(vec![error]));
     }
     let query_sha256 = hex::encode(Sha256::digest(request.query.as_bytes()));
     let operation_name = cost::operation_name(&mut request);
     let trail = Arc::new(AccessTrail::default());
-    let request = request
-        .data(api.store.reader(viewer.scope.clone()))
-        .data(viewer.clone())
-        .data(Arc::clone(&trail));
-    let mut response = api.schema.execute(request).await;
+    let mut response = match introspection::classify(&mut request) {
+        Ok(Asks::OnlySchema) => api.introspection.execute(request).await,
+        Ok(Asks::Data) => {
+            let request = request
+                .data(api.store.reader(viewer.scope.clone()))
+                .data(viewer.clone())
+                .data(Arc::clone(&trail));
+            api.schema.execute(request).await
+        }
+        Err(error) => async_graphql::Response::from_errors(vec![error]),
+    };
     for error in &mut response.errors {
         ensure_code(error);
     }
@@ -129,12 +149,27 @@ pub async fn execute(
                 .into_response();
         }
     }
-    GraphQLResponse::from(response).into_response()
+    reply.answer(response)
 }
 
-/// `GET /graphql`: GraphiQL.
-pub async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+/// `GET /graphql`: GraphiQL for a browser that sends no query; otherwise the query
+/// (`?query=…&variables=…&operationName=…`), which may not be a mutation.
+pub async fn execute_or_graphiql(api: State<Api>, request: axum::extract::Request) -> Response {
+    if graphiql::is_asked_for(&request) {
+        return graphiql::page();
+    }
+    let headers = request.headers().clone();
+    let Some(peer) = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .cloned()
+    else {
+        return AppError::Internal("no client address on the request".into()).into_response();
+    };
+    match http::Operation::from_request(request, &()).await {
+        Ok(operation) => execute(api, peer, headers, operation).await,
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 /// Parse and validation errors come from async-graphql without a code; give them one.

@@ -14,6 +14,7 @@ mod delivery_log;
 mod disk_full;
 mod durability;
 mod formats;
+mod graphiql_http;
 mod graphql_calls;
 mod lifecycle;
 mod pg_outage;
