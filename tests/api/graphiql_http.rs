@@ -227,10 +227,7 @@ async fn a_request_that_also_asks_for_data_keeps_the_data_limits() {
         assert_eq!(status, 200, "{body}");
         let message = body["errors"][0]["message"].as_str().unwrap_or_default();
         assert!(message.contains("nested too deep"), "{body}");
-        assert_eq!(
-            body["errors"][0]["extensions"]["code"],
-            "QUERY_TOO_DEEP"
-        );
+        assert_eq!(body["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP");
         assert!(body.get("data").is_none(), "refused before running: {body}");
     }
 
