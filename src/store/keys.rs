@@ -67,9 +67,17 @@ fn info(m: api_key::Model) -> Result<KeyInfo, AppError> {
 }
 
 /// Whether any key has ever been created: once one has, every read needs a key. Keys are
-/// revoked, never deleted, so once true it stays true.
+/// revoked, never deleted, so once true it stays true; "none yet" is asked again at most once
+/// a second (a read on open loopback does not pay a query each), so a new key takes effect
+/// within a second on every instance.
 #[derive(Debug, Default)]
-pub struct KeysExist(AtomicBool);
+pub struct KeysExist {
+    exist: AtomicBool,
+    none_seen_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long "no key exists" is believed before the database is asked again.
+const NONE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     pub async fn create_key(&self, key: NewKey) -> Result<KeyInfo, AppError> {
@@ -145,8 +153,12 @@ impl Store {
 
     /// Whether any key exists (remembered once true).
     pub async fn keys_exist(&self, known: &KeysExist) -> Result<bool, AppError> {
-        if known.0.load(Ordering::Relaxed) {
+        if known.exist.load(Ordering::Relaxed) {
             return Ok(true);
+        }
+        let seen = *known.none_seen_at.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.is_some_and(|at| at.elapsed() < NONE_FOR) {
+            return Ok(false);
         }
         let exist = api_key::Entity::find()
             .count(&self.db)
@@ -154,7 +166,10 @@ impl Store {
             .map_err(db_error)?
             > 0;
         if exist {
-            known.0.store(true, Ordering::Relaxed);
+            known.exist.store(true, Ordering::Relaxed);
+        } else {
+            *known.none_seen_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
         }
         Ok(exist)
     }

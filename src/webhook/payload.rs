@@ -9,6 +9,20 @@ use crate::domain::phone;
 use crate::domain::{Anomaly, CallEvent, CallFields, Direction, EventKind, FieldError};
 use crate::error::AppError;
 
+/// Longest `callId` and identifier (`pickedBy`, `customerId`, `customerNumber`, `wabaNumber`,
+/// ...) stored, in bytes: they are indexed, and PostgreSQL's index entries hold about 2.7 KB.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest free text (`customerName`, `failedReason`, `recordingUrl`), in bytes.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// The most bytes field `key` may hold.
+fn max_bytes(key: &str) -> usize {
+    match key {
+        "customerName" | "failedReason" | "recordingUrl" => MAX_TEXT_BYTES,
+        _ => MAX_KEY_BYTES,
+    }
+}
+
 /// The event name DoubleTick's permission-reply webhook implies (its body has no `event` key).
 pub const PERMISSION_REPLY: &str = "CALL_PERMISSION_REPLY_RECEIVED";
 
@@ -284,9 +298,29 @@ impl<'a> FieldReader<'a> {
     }
 
     /// A text field; `""` and `null` mean absent. Numbers are taken as their digits.
+    /// A text with a NUL character or longer than [`max_bytes`] is refused: no database
+    /// stores the one (PostgreSQL refuses it in text), and the other may not fit an index.
     fn text(&mut self, key: &'static str) -> Option<String> {
         match self.value(key)? {
             Value::String(s) if s.is_empty() => None,
+            Value::String(s) if s.contains('\0') => {
+                self.errors.push(FieldError::new(
+                    key,
+                    "contains a NUL character (\\u0000), which cannot be stored",
+                ));
+                None
+            }
+            Value::String(s) if s.len() > max_bytes(key) => {
+                self.errors.push(FieldError::new(
+                    key,
+                    format!(
+                        "{} bytes long; at most {} are stored",
+                        s.len(),
+                        max_bytes(key)
+                    ),
+                ));
+                None
+            }
             Value::String(s) => Some(s.clone()),
             Value::Null => None,
             Value::Number(n) => Some(n.to_string()),

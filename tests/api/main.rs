@@ -25,4 +25,5 @@ mod replay;
 mod rollup;
 mod schema_drift;
 mod startup;
+mod unstorable;
 mod webhook_ingest;

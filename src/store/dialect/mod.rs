@@ -54,11 +54,12 @@ impl Dialect {
 
     /// Connections of the readers' pool and of the writers' pool, for `write_batches` webhook
     /// batches in flight. SQLite writes one transaction at a time whatever we do: its writers'
-    /// pool holds the webhook writer and one more (the write probe, a replay). PostgreSQL's
-    /// has a connection per batch in flight and one more.
+    /// pool is the one connection the webhook writer, the write probe and key updates take in
+    /// turn (each connection keeps its own page cache, so fewer connections, less memory).
+    /// PostgreSQL's has a connection per batch in flight and one more.
     pub(crate) fn pool_sizes(self, write_batches: u16) -> (u32, u32) {
         match self {
-            Dialect::Sqlite => (4, 2),
+            Dialect::Sqlite => (4, 1),
             Dialect::Postgres => (10, u32::from(write_batches.max(1)) + 1),
         }
     }

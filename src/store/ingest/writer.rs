@@ -246,8 +246,8 @@ async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Cou
         }
         Err(failure) if failure.unreachable || path == Path::Each => {
             counters.failed(&failure.error);
-            for (_, reply) in deliveries {
-                let _ = reply.send(Err(answer(failure.error.clone())));
+            for (incoming, reply) in deliveries {
+                let _ = reply.send(Err(settle(store, &incoming, failure.error.clone()).await));
             }
             for (_, reply) in accesses {
                 let _ = reply.send(Err(failure.error.clone()));
@@ -267,7 +267,11 @@ async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Cou
                             .pop()
                             .ok_or_else(|| AppError::Internal("no receipt".into()))
                     });
-                let _ = reply.send(result.map_err(answer));
+                let result = match result {
+                    Err(error) => Err(settle(store, &incoming, error).await),
+                    ok => ok,
+                };
+                let _ = reply.send(result);
             }
             for (entry, reply) in accesses {
                 let result = retry_alone(store, &[], &[&entry], counters, &mut unreachable)
@@ -309,14 +313,42 @@ async fn retry_alone(
     }
 }
 
-/// What a sender is answered for a delivery whose transaction failed. Values the database
-/// refuses are 503 too for now: the delivery's log row rolled back with it, and answering
-/// anything that tells the sender to stop would lose it (the Evidence work logs it as rejected
-/// in its own transaction and answers 422).
-fn answer(error: AppError) -> AppError {
-    match error {
-        AppError::Unstorable(detail) => AppError::Unavailable(detail),
-        other => other,
+/// What a sender is answered for a delivery whose transaction failed. A delivery the database
+/// refused for its values (a retry would fail the same way) is logged as rejected, with why, in
+/// a transaction of its own, and answered 422 `UNSTORABLE`: kept, and not asked for again. 503
+/// if even that row cannot be written. Any other failure is answered as it is.
+async fn settle(store: &Store, incoming: &Incoming, error: AppError) -> AppError {
+    let AppError::Unstorable(detail) = error else {
+        return error;
+    };
+    let (event, call_id) = match &incoming.verdict {
+        Verdict::Call(e) => (Some(e.kind.as_wire().to_owned()), Some(e.call_id.clone())),
+        Verdict::NotACall { event, call_id, .. } | Verdict::Rejected { event, call_id, .. } => {
+            (event.clone(), call_id.clone())
+        }
+    };
+    let storable = |v: Option<String>| v.filter(|v| v.len() <= 256 && !v.contains('\0'));
+    let refused = AppError::Unstorable(detail);
+    let reason = serde_json::json!({
+        "code": refused.code(),
+        "message": refused.to_string(),
+        "details": null,
+    })
+    .to_string();
+    let logged = Incoming {
+        verdict: Verdict::Rejected {
+            event: storable(event),
+            call_id: storable(call_id),
+            reason,
+        },
+        ..incoming.clone()
+    };
+    match apply_in_transaction(store, &[&logged], &[], Path::Each).await {
+        Ok(_) => refused,
+        Err(failure) => AppError::Unavailable(format!(
+            "a delivery the database refused could not be logged either: {:?}",
+            failure.error
+        )),
     }
 }
 
