@@ -403,8 +403,23 @@ async fn a_read_past_the_query_timeout_is_stopped_and_answered_query_timeout() {
         let body = app.graphql(q, json!({})).await;
         assert_eq!(error_codes(&body), vec!["QUERY_TIMEOUT"], "[{}] {body}", backend.name());
         assert!(started.elapsed() < Duration::from_secs(5), "stopped, not run to the end");
-        let ok = app.graphql("{ calls(first: 1) { nodes { callId } } }", json!({})).await;
-        assert!(ok.get("errors").is_none(), "short reads still work: {ok}");
+        // A short read fits in the same 5 ms; on a machine busy with other tests one attempt
+        // may not, so it has a few.
+        let mut last = Value::Null;
+        let fits = {
+            let mut fits = false;
+            for _ in 0..20 {
+                last = app
+                    .graphql("{ calls(first: 1) { nodes { callId } } }", json!({}))
+                    .await;
+                if last.get("errors").is_none() {
+                    fits = true;
+                    break;
+                }
+            }
+            fits
+        };
+        assert!(fits, "short reads still work: {last}");
         app.finish().await;
     })
     .await;
