@@ -116,7 +116,7 @@ pub enum PageRequest {
 
 /// A field of a `Call` as readers ask for it, by its GraphQL name: the one list a page's
 /// column selection (`store::calls`) and the GraphQL look-ahead (`graphql::query`) both read.
-/// Its names are checked against the generated schema (`tests/schema_drift.rs`).
+/// Its names are checked against the generated schema (`graphql::query` tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallField {
     CallId,

@@ -24,3 +24,35 @@ async fn a_database_that_does_not_exist_yet_is_created_at_start() {
     })
     .await;
 }
+
+/// Two instances started at once on a database that does not exist yet: one creates it, the
+/// other finds it created (`CREATE DATABASE` racing, or SQLite's file), and both serve.
+#[tokio::test]
+async fn instances_started_together_on_a_database_that_does_not_exist_yet_all_come_up() {
+    for_each_backend(async |backend| {
+        let name = backend.name();
+        for _round in 0..3 {
+            let database = TestDatabase::uncreated(&backend);
+            let settings = Settings::for_database(database.url.clone());
+            let starts: Vec<_> = (0..2)
+                .map(|_| {
+                    let settings = settings.clone();
+                    tokio::spawn(async move { app::spawn(&settings).await })
+                })
+                .collect();
+            let mut running = Vec::new();
+            for start in starts {
+                running.push(
+                    start
+                        .await
+                        .expect("task")
+                        .unwrap_or_else(|e| panic!("[{name}] both come up: {e:?}")),
+                );
+            }
+            for instance in running {
+                kit::stop(instance).await;
+            }
+        }
+    })
+    .await;
+}

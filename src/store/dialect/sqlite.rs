@@ -8,6 +8,7 @@ use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     EntityTrait, Iterable, QueryFilter, QueryResult, QuerySelect, QueryTrait, Statement,
+    TransactionTrait,
 };
 
 use super::{PercentileQuery, literal};
@@ -81,8 +82,19 @@ pub(super) const REFRESH_SCHEMA: &[&str] = &["SELECT count(*) FROM sqlite_master
 pub(super) const SECONDARY_INDEXES: &str = "SELECT name, sql AS definition FROM sqlite_master \
      WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL";
 
+/// In one `BEGIN IMMEDIATE` transaction: the write lock makes two processes starting at once on
+/// one file take turns (the second finds the migrations applied), instead of both recording
+/// the same migration.
 pub(super) async fn migrate(db: &DatabaseConnection) -> Result<(), AppError> {
-    Migrator::up(db, None).await.map_err(db_error)
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .map_err(db_error)?;
+    Migrator::up(&txn, None).await.map_err(db_error)?;
+    txn.commit().await.map_err(db_error)
 }
 
 pub(super) fn month_key(local: &str) -> String {

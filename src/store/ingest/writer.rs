@@ -104,7 +104,7 @@ impl Ingestor {
 
     /// A writer that commits every delivery in its own transaction, through the statements
     /// that handle any case, and never batches: the reference a batch's result is checked
-    /// against (`tests/batching.rs`), and a way to rule batching out when something looks
+    /// against (`tests/api/batching.rs`), and a way to rule batching out when something looks
     /// wrong.
     pub fn one_by_one(store: Store) -> Ingestor {
         Ingestor::spawn(store, 1, Path::Each)
