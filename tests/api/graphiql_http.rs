@@ -505,6 +505,26 @@ async fn run_node_check(script: &str, packages: &[&str]) -> String {
         node.is_ok_and(|o| o.status.success()),
         "node is not installed: `apt-get install -y nodejs npm` (node 20 or later)"
     );
+    // The pinned packages are installed on first use (the README's test command then needs no
+    // step of its own); once for every test of this binary.
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    {
+        let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = packages
+            .iter()
+            .any(|p| !node_dir.join("node_modules").join(p).is_dir());
+        if missing && !*installed {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&node_dir)
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "`npm ci --prefix tests/node` failed: install node 20 or later with npm"
+            );
+            *installed = true;
+        }
+    }
     for package in packages {
         let path: PathBuf = node_dir.join("node_modules").join(package);
         assert!(
