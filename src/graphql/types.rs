@@ -218,9 +218,7 @@ impl Call {
         let store = ctx.data::<Reader>()?;
         // Boxed: every field of `Call` is resolved through one future sized for its largest
         // field, and async-graphql moves that future onto the heap for each field of each call.
-        let revisions = Box::pin(store.revisions(&self.0.call_id))
-            .await
-            .map_err(gql)?;
+        let revisions = Box::pin(store.revisions(&self.0)).await.map_err(gql)?;
         Ok(Some(revisions.into_iter().map(CallRevision).collect()))
     }
 }

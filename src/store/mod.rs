@@ -281,9 +281,20 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
         format!("{}/postgres?{query}", &base[..slash])
     };
     let admin = Database::connect(maintenance).await.map_err(db_error)?;
-    let created = admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await;
+    // `55006`: another `CREATE DATABASE` is copying the template at this moment; it is over in
+    // milliseconds, so try again a few times.
+    let mut created = Err(DbErr::Custom("not tried".into()));
+    for _ in 0..20 {
+        created = admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await;
+        match &created {
+            Err(e) if database_code(e).as_deref() == Some("55006") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => break,
+        }
+    }
     let _ = admin.close().await;
     match created {
         Ok(_) => {

@@ -54,12 +54,13 @@ impl Reader {
             .await
     }
 
-    /// A call's earlier versions; none for a call out of scope.
-    pub async fn revisions(&self, call_id: &str) -> Result<Vec<CallRevision>, AppError> {
-        if self.call(call_id).await?.is_none() {
+    /// The earlier versions of `call` (a call this reader read); none for a call out of scope.
+    /// The call in hand says whether it is in scope: no second read of it.
+    pub async fn revisions(&self, call: &Call) -> Result<Vec<CallRevision>, AppError> {
+        if !self.scope.admits(call) {
             return Ok(Vec::new());
         }
-        self.store.revisions(call_id).await
+        self.store.revisions(&call.call_id).await
     }
 
     pub async fn bucket_plan(&self, request: &StatsRequest) -> Result<BucketPlan, AppError> {

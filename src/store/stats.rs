@@ -90,11 +90,7 @@ impl Store {
         let long = request.long_call_seconds.map_or("NULL".to_owned(), |s| {
             format!("SUM(CASE WHEN d > {s} THEN 1 ELSE 0 END)")
         });
-        let select_keys = if keys.is_empty() {
-            String::new()
-        } else {
-            format!("{keys}, ")
-        };
+        let select_keys = select_clause(&keys);
         let group = group_clause(&keys);
         let sql = format!(
             "WITH base AS ({inner}) SELECT {select_keys}COUNT(*), \
@@ -226,7 +222,17 @@ fn key_list(request: &StatsRequest) -> String {
         .join(", ")
 }
 
-fn group_clause(keys: &str) -> String {
+/// `g0, g1, ..., ` to select before the measures (nothing without keys).
+pub(crate) fn select_clause(keys: &str) -> String {
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!("{keys}, ")
+    }
+}
+
+/// ` GROUP BY g0, g1, ...` (nothing without keys).
+pub(crate) fn group_clause(keys: &str) -> String {
     if keys.is_empty() {
         String::new()
     } else {

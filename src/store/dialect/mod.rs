@@ -289,19 +289,11 @@ pub(crate) struct PercentileQuery<'a> {
 
 impl PercentileQuery<'_> {
     fn select_keys(&self) -> String {
-        if self.keys.is_empty() {
-            String::new()
-        } else {
-            format!("{}, ", self.keys)
-        }
+        crate::store::stats::select_clause(self.keys)
     }
 
     fn group(&self) -> String {
-        if self.keys.is_empty() {
-            String::new()
-        } else {
-            format!(" GROUP BY {}", self.keys)
-        }
+        crate::store::stats::group_clause(self.keys)
     }
 }
 
