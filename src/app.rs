@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -20,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use crate::access::Gate;
 use crate::config::Settings;
 use crate::error::{AppError, RETRY_AFTER_SECONDS};
+use crate::export::{self, ExportState};
 use crate::graphql::{self, Limits};
 use crate::store::Store;
 use crate::store::ingest::Ingestor;
@@ -40,7 +42,7 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
         Limits {
             max_page_size: settings.max_page_size,
         },
-        gate,
+        gate.clone(),
         ingestor.clone(),
     );
     let webhooks = Router::new()
@@ -59,11 +61,22 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
         .route("/graphql/assets/{file}", get(graphql::asset))
         .layer(RequestBodyLimitLayer::new(MAX_GRAPHQL_BODY_BYTES))
         .with_state(api);
+    let exports = Router::new()
+        .route("/export/calls.csv", get(export::calls_csv))
+        .route("/export/calls.ndjson", get(export::calls_ndjson))
+        .route("/export/stats.csv", get(export::stats_csv))
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(ExportState {
+            store: store.clone(),
+            gate: gate.clone(),
+            ingestor: ingestor.clone(),
+        });
     Router::new()
         .route("/health", get(health))
         .with_state((store, ingestor))
         .merge(webhooks)
         .merge(api)
+        .merge(exports)
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
