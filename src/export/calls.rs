@@ -110,11 +110,29 @@ fn cell(value: Value) -> String {
     }
 }
 
-/// Writes rows of one export.
+/// Writes rows of one export, and says when it ended before its last row.
 struct Encoder {
     format: Format,
     fields: Vec<CallField>,
     time_zone: Option<Tz>,
+    /// Rows written so far.
+    rows: u64,
+    /// The last page was written (or the export failed, and said so).
+    ended: bool,
+}
+
+impl Drop for Encoder {
+    /// The body is dropped when the client goes away: no further page is read.
+    fn drop(&mut self) {
+        if self.ended {
+            tracing::debug!(rows = self.rows, "an export finished");
+        } else {
+            tracing::info!(
+                rows = self.rows,
+                "an export stopped before its end: the client went away, no further page is read"
+            );
+        }
+    }
 }
 
 impl Encoder {
@@ -149,7 +167,8 @@ impl Encoder {
         }
     }
 
-    fn rows<'a>(&self, calls: impl Iterator<Item = &'a Call>) -> io::Result<Vec<u8>> {
+    fn rows<'a>(&mut self, calls: impl ExactSizeIterator<Item = &'a Call>) -> io::Result<Vec<u8>> {
+        self.rows += calls.len() as u64;
         match self.format {
             Format::Csv => {
                 let mut out = csv::Writer::from_writer(Vec::with_capacity(256 * 1024));
@@ -200,11 +219,13 @@ pub fn stream(
         format,
         fields: export.fields.clone(),
         time_zone: export.time_zone,
+        rows: 0,
+        ended: false,
     };
     let state = (reader, export, encoder, Position::Header);
     futures_util::stream::unfold(
         state,
-        move |(reader, export, encoder, position)| async move {
+        move |(reader, export, mut encoder, position)| async move {
             match position {
                 Position::Done => None,
                 Position::Header => {
@@ -224,6 +245,7 @@ pub fn stream(
                         Err(e) => {
                             tracing::warn!(error = %e, "an export stopped: a page could not be read");
                             let error = io::Error::other("the export could not read its next page");
+                            encoder.ended = true;
                             return Some((Err(error), (reader, export, encoder, Position::Done)));
                         }
                     };
@@ -231,7 +253,10 @@ pub fn stream(
                         Some((_, cursor)) if page.has_next_page => {
                             Position::After(Some(cursor.clone()))
                         }
-                        _ => Position::Done,
+                        _ => {
+                            encoder.ended = true;
+                            Position::Done
+                        }
                     };
                     let chunk = encoder
                         .rows(page.items.iter().map(|(call, _)| call))

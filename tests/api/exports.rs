@@ -7,7 +7,10 @@ use std::io::Read;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::kit::{CALL_FIELDS, Inspect, TestApp, create_key, dataset, for_each_app};
+use crate::kit::{
+    Backend, CALL_FIELDS, Inspect, TestApp, TestDatabase, create_key, dataset, for_each_app,
+    for_each_backend, load,
+};
 
 /// Every call GraphQL returns for `filter` and `order_by`, page after page.
 async fn graphql_calls(app: &TestApp, key: &str, filter: &Value, order_by: &Value) -> Vec<Value> {
@@ -426,6 +429,118 @@ async fn stats_csv_is_call_stats_as_a_table() {
         assert_eq!(header[0], "count");
         assert_eq!(rows, vec![rows[0].clone()]);
         assert_eq!(rows[0][0], calls.len().to_string(), "[{name}]");
+    })
+    .await;
+}
+
+/// `text` without terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Peak resident memory of process `pid`, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("kB");
+    kib * 1024
+}
+
+/// 200,000 calls through the real binary: the whole export streams in flat memory, and a client
+/// that reads a little and goes away ends the export there (the server says how far it got).
+#[tokio::test]
+async fn a_large_export_streams_in_flat_memory_and_stops_when_the_client_goes_away() {
+    const CALLS: u64 = 200_000;
+    for_each_backend(async |backend: Backend| {
+        let name = backend.name();
+        let database = TestDatabase::create(&backend).await;
+        let store = calltrail::store::Store::connect(&database.url).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let calls = calltrail::seed::generate(calltrail::seed::SeedSpec { calls: CALLS, seed: 3, end: Utc::now() });
+        store.seed(CALLS, 0, false, calls).await.expect("seed");
+        store.close().await;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("server.log");
+        let port = load::free_port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_calltrail"))
+            .arg("serve")
+            .env("DATABASE_URL", &database.url)
+            .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "calltrail=info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).expect("log file"))
+            .spawn()
+            .expect("start calltrail");
+        let base = format!("http://127.0.0.1:{port}");
+        assert!(load::wait_healthy(&format!("{base}/health"), std::time::Duration::from_secs(30)).await, "[{name}] starts");
+        let client = reqwest::Client::new();
+
+        let before = peak_rss(child.id());
+        let mut response = client.get(format!("{base}/export/calls.csv")).send().await.expect("export");
+        assert_eq!(response.status(), 200);
+        let (mut bytes, mut lines) = (0usize, 0usize);
+        while let Some(chunk) = response.chunk().await.expect("chunk") {
+            bytes += chunk.len();
+            lines += chunk.iter().filter(|b| **b == b'\n').count();
+        }
+        let after = peak_rss(child.id());
+        assert_eq!(lines as u64, CALLS + 1, "[{name}] a header and every call ({bytes} bytes)");
+        println!(
+            "[{name}] exported {CALLS} calls, {:.1} MB: server peak RSS {:.1} MiB before, {:.1} MiB after",
+            bytes as f64 / 1e6,
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0
+        );
+        assert!(after < 100 * 1024 * 1024, "[{name}] peak RSS {after} bytes");
+        assert!(bytes > 100 * 1024 * 1024 || after - before < bytes as u64 / 4, "[{name}] memory did not follow the export's size");
+
+        let mut response = client.get(format!("{base}/export/calls.csv")).send().await.expect("export");
+        let mut read = 0;
+        while read < 64 * 1024 {
+            read += response.chunk().await.expect("chunk").expect("more to read").len();
+        }
+        drop(response);
+        let mut stopped_at = None;
+        for _ in 0..100 {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let log = strip_ansi(&log);
+            stopped_at = log
+                .lines()
+                .find(|l| l.contains("an export stopped before its end"))
+                .and_then(|l| l.split("rows=").nth(1))
+                .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if stopped_at.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let stopped_at = stopped_at.unwrap_or_else(|| panic!("[{name}] the server logged no early end: {}", std::fs::read_to_string(&log_path).unwrap_or_default()));
+        assert!(stopped_at < CALLS / 4, "[{name}] stopped after {stopped_at} rows");
     })
     .await;
 }
