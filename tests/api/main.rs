@@ -17,6 +17,7 @@ mod formats;
 mod graphiql_http;
 mod graphql_calls;
 mod lifecycle;
+mod log_secrets;
 mod ops;
 mod pg_outage;
 mod pg_writer_faults;
