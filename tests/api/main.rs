@@ -26,6 +26,7 @@ mod reads_vs_writes;
 mod replay;
 mod rollup;
 mod schema_drift;
+mod serving;
 mod startup;
 mod unstorable;
 mod webhook_ingest;
