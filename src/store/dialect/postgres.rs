@@ -389,7 +389,7 @@ pub(super) async fn ready(writer: &DatabaseConnection) -> Result<(), String> {
     ));
     match tokio::time::timeout(READY_WITHIN, asked).await {
         Err(_) => Err(format!(
-            "no writer connection answered within {READY_WITHIN:?}: the writers' pool is exhausted or the database is too slow"
+            "no writer connection answered within {READY_WITHIN:?}: the database is unreachable or too slow, or the writers' pool is exhausted"
         )),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: PostgreSQL did not answer");
