@@ -9,20 +9,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::access::Gate;
 use crate::config::Settings;
 use crate::error::{AppError, RETRY_AFTER_SECONDS};
 use crate::export::{self, ExportState};
 use crate::graphql::{self, Limits};
+use crate::ops::metrics::{Metrics, MetricsState};
+use crate::ops::probes::ProbeState;
+use crate::ops::server::{Background, Shutdown};
+use crate::ops::{self};
 use crate::store::Store;
 use crate::store::ingest::Ingestor;
 use crate::webhook::{self, WebhookState, auth::Tokens};
@@ -30,9 +33,16 @@ use crate::webhook::{self, WebhookState, auth::Tokens};
 /// Largest GraphQL request body accepted.
 pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
 
-/// The router over an opened, migrated store; `gate` decides who reads.
-pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
-    let ingestor = Ingestor::start(store.clone(), settings.write_batches);
+/// The router over an opened, migrated store; `gate` decides who reads, `ingestor` writes,
+/// `metrics` counts (and is served at `/metrics` unless `--metrics-addr` gives it a listener of
+/// its own).
+pub fn router(
+    store: Store,
+    settings: &Settings,
+    gate: Gate,
+    ingestor: Ingestor,
+    metrics: Metrics,
+) -> Router {
     let webhook_state = WebhookState {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
         ingestor: ingestor.clone(),
@@ -71,13 +81,31 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
             gate: gate.clone(),
             ingestor: ingestor.clone(),
         });
+    let probes = Router::new()
+        .route("/healthz", get(ops::probes::healthz))
+        .route("/readyz", get(ops::probes::readyz))
+        .with_state(ProbeState {
+            store: store.clone(),
+            ingestor: ingestor.clone(),
+            metrics: metrics.clone(),
+        });
+    let scrape = match settings.metrics_addr {
+        None => metrics_router(&store, &ingestor, &metrics),
+        Some(_) => Router::new(),
+    };
     Router::new()
         .route("/health", get(health))
         .with_state((store, ingestor))
         .merge(webhooks)
         .merge(api)
         .merge(exports)
+        .merge(probes)
+        .merge(scrape)
         .fallback(not_found)
+        .layer(axum::middleware::map_request_with_state(
+            settings.body_read_timeout,
+            ops::server::body_read_timeout,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
@@ -86,10 +114,24 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal("a request handler panicked".into()).into_response()
         }))
-        // A failed request is logged once, where its error is answered (`AppError`), not again
-        // by the trace layer.
-        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            ops::metrics::observe,
+        ))
+        // A failed request is logged once, where its error is answered (`AppError`).
+        .layer(axum::middleware::from_fn(ops::logs::trace_requests))
         .layer(tower::util::option_layer(cors(&settings.cors_origins)))
+}
+
+/// `GET /metrics` alone.
+fn metrics_router(store: &Store, ingestor: &Ingestor, metrics: &Metrics) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics::scrape))
+        .with_state(MetricsState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            ingestor: ingestor.clone(),
+        })
 }
 
 /// Lets pages on the `--cors-origin` origins call calltrail from a browser, with a key in
@@ -173,13 +215,16 @@ async fn not_found() -> Response {
 /// A server running in the background (used by `serve` and by the tests).
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `--metrics-addr` gives it a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<std::io::Result<Shutdown>>,
 }
 
 impl RunningApp {
-    /// Stops accepting, finishes in-flight requests, and waits.
+    /// Stops accepting, finishes in-flight requests, stops the background tasks, and waits
+    /// (all within `--shutdown-timeout`).
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -187,8 +232,8 @@ impl RunningApp {
         let _ = (&mut self.task).await;
     }
 
-    /// Waits until the server stops by itself.
-    pub async fn wait(self) -> std::io::Result<()> {
+    /// Waits until the server stops (after its shutdown signal): what the shutdown did.
+    pub async fn wait(self) -> std::io::Result<Shutdown> {
         self.task
             .await
             .map_err(std::io::Error::other)
@@ -235,20 +280,72 @@ pub async fn spawn(settings: &Settings) -> Result<RunningApp, AppError> {
             "NO API KEY EXISTS: anyone who can reach {addr} can read every call. Fine for local use; create a key (`calltrail keys create`) before exposing calltrail, and every read then needs one."
         );
     }
-    let app = router(store.clone(), settings, gate);
+    let metrics_listener =
+        match &settings.metrics_addr {
+            None => None,
+            Some(at) => Some(TcpListener::bind(at).await.map_err(|e| {
+                AppError::Internal(format!("cannot listen on {at} for metrics: {e}"))
+            })?),
+        };
+    let metrics_addr = match &metrics_listener {
+        None => None,
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+        ),
+    };
+    let metrics = Metrics::new();
+    let ingestor = Ingestor::start_observed(
+        store.clone(),
+        settings.write_batches,
+        metrics.writer_observer(),
+    );
+    // Stopped in this order once no request is left. The writer stops by itself once the
+    // routers (the last holders of its handle) are gone, after committing what is queued.
+    let background = vec![Background::new("webhook writer", || {}, {
+        let drained = ingestor.drained();
+        drained.wait()
+    })];
+    let metrics_only = metrics_listener
+        .is_some()
+        .then(|| metrics_router(&store, &ingestor, &metrics));
+    let app = router(store.clone(), settings, gate, ingestor, metrics.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
+    let (stopping, signal) = watch::channel(false);
+    let when = |mut signal: watch::Receiver<bool>| async move {
+        let _ = signal.wait_for(|stop| *stop).await;
+    };
+    let limits = settings.connection_limits();
+    let main = ops::server::serve(
+        listener,
+        app,
+        limits,
+        Some(metrics),
+        background,
+        when(signal.clone()),
+    );
+    let side = async move {
+        match (metrics_listener, metrics_only) {
+            (Some(listener), Some(router)) => {
+                ops::server::serve(listener, router, limits, None, Vec::new(), when(signal))
+                    .await
+                    .map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    };
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+        tokio::spawn(async move {
             let _ = stopped.await;
-        })
-        .await
+            let _ = stopping.send(true);
+        });
+        let (report, side) = tokio::join!(main, side);
+        side?;
+        report
     });
     Ok(RunningApp {
         addr,
+        metrics_addr,
         store,
         shutdown: Some(shutdown),
         task,

@@ -69,6 +69,38 @@ pub struct Settings {
         global = true
     )]
     pub cors_origins: Vec<String>,
+    // Operations: metrics, logs, connection limits, shutdown.
+    /// Serve `/metrics` on this address of its own (e.g. `127.0.0.1:9090`) instead of on
+    /// `--addr`, so it can stay off the public listener.
+    #[arg(long, env = "CALLTRAIL_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<String>,
+    /// `text` (one readable line per event) or `json` (one object per line, with the
+    /// request's id, method and path).
+    #[arg(
+        long,
+        env = "CALLTRAIL_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::ops::logs::LogFormat::Text,
+        global = true
+    )]
+    pub log_format: crate::ops::logs::LogFormat,
+    /// Longest a client may take to send a request's headers; the connection is closed then.
+    #[arg(long, env = "CALLTRAIL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body; the request is then answered 400.
+    #[arg(long, env = "CALLTRAIL_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub body_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed (a kept-alive connection
+    /// waits for its next request at most this or `--header-read-timeout`, the shorter).
+    #[arg(long, env = "CALLTRAIL_IDLE_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue until one closes.
+    #[arg(long, env = "CALLTRAIL_MAX_CONNECTIONS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+    /// On SIGTERM or Ctrl-C: longest wait for requests in progress and background work
+    /// before the process exits anyway.
+    #[arg(long, env = "CALLTRAIL_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
 }
 
 /// `500ms`, `10s` or `10` (seconds).
@@ -124,6 +156,14 @@ impl Settings {
             write_batches: 3,
             query_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
+            // Operations.
+            metrics_addr: None,
+            log_format: crate::ops::logs::LogFormat::Text,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 1000,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 
@@ -132,6 +172,16 @@ impl Settings {
         crate::store::StoreOptions {
             query_timeout: self.query_timeout,
             write_batches: self.write_batches,
+        }
+    }
+
+    /// How the server treats connections.
+    pub fn connection_limits(&self) -> crate::ops::server::Limits {
+        crate::ops::server::Limits {
+            header_read: self.header_read_timeout,
+            idle: self.idle_timeout,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            shutdown: self.shutdown_timeout,
         }
     }
 
@@ -213,6 +263,13 @@ pub enum Command {
         /// later redelivery of a seeded call is then folded without its seeded event.
         #[arg(long)]
         without_events: bool,
+    },
+    /// SQLite: write a consistent copy of the database to a new file while it serves
+    /// (PostgreSQL: use pg_dump or base backups, docs/operations.md).
+    Backup {
+        /// The copy's path; it must not exist yet.
+        #[arg(long)]
+        to: std::path::PathBuf,
     },
 }
 

@@ -14,6 +14,8 @@ pub mod error;
 pub mod export;
 /// The GraphQL API (the only async-graphql user).
 pub mod graphql;
+/// Running in production: metrics, probes, request ids and logs, the serve loop.
+pub mod ops;
 /// `calltrail replay`: re-processing logged deliveries.
 pub mod replay;
 /// Synthetic call traffic for `calltrail seed` and the benchmarks.

@@ -1,6 +1,5 @@
 //! The `calltrail` binary: parse the command line, start tracing, run.
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use calltrail::config::{Cli, Command};
 use calltrail::{app, graphql, replay, store::Store};
@@ -14,12 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    calltrail::ops::logs::init(cli.settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Schema => {
             print!("{}", graphql::sdl());
@@ -37,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         } => run_seed(&cli.settings.database_url, calls, seed, without_events).await,
         Command::Serve => serve(&cli.settings).await,
         Command::Keys { action } => calltrail::access::cli::run(&cli.settings, action).await,
+        Command::Backup { to } => run_backup(&cli.settings.database_url, &to).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -63,10 +58,43 @@ async fn serve(settings: &calltrail::config::Settings) -> Result<(), calltrail::
             let _ = tx.send(());
         }
     });
-    running
+    let report = running
         .wait()
         .await
-        .map_err(|e| calltrail::error::AppError::Internal(e.to_string()))
+        .map_err(|e| calltrail::error::AppError::Internal(e.to_string()))?;
+    tracing::info!(
+        connections_cut = report.connections_cut,
+        tasks_unfinished = report.tasks_unfinished,
+        "calltrail stopped"
+    );
+    Ok(())
+}
+
+async fn run_backup(
+    database_url: &str,
+    to: &std::path::Path,
+) -> Result<(), calltrail::error::AppError> {
+    if to.exists() {
+        return Err(calltrail::error::AppError::bad_input(
+            "to",
+            format!("{} exists already: give a new file", to.display()),
+        ));
+    }
+    let path = to.to_str().ok_or_else(|| {
+        calltrail::error::AppError::bad_input("to", "the path must be valid UTF-8")
+    })?;
+    let store = Store::connect(database_url).await?;
+    let started = std::time::Instant::now();
+    let copied = store.backup_to(path).await;
+    store.close().await;
+    copied?;
+    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backed up to {} ({bytes} bytes in {:.1} s)",
+        to.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

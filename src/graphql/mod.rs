@@ -92,20 +92,102 @@ pub fn sdl() -> String {
         .sdl()
 }
 
+/// What a GraphQL request was, put on its answer for the metrics: its operation's type and
+/// name as the client sent them (the metrics bound the names), and its result code.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    /// `query`, `mutation`, `subscription`, or `unknown` (not parsed, or no such operation).
+    pub operation_type: &'static str,
+    pub operation_name: Option<String>,
+    /// `OK`, or the first error's code.
+    pub code: &'static str,
+    /// A read was stopped at `--query-timeout`.
+    pub timed_out: bool,
+}
+
+impl Answered {
+    /// A request refused before it reached the schema, by its HTTP status.
+    pub fn refused(status: axum::http::StatusCode) -> Answered {
+        Answered {
+            operation_type: "unknown",
+            operation_name: None,
+            code: match status.as_u16() {
+                400 => "MALFORMED_BODY",
+                401 => "UNAUTHENTICATED",
+                405 => "METHOD_NOT_ALLOWED",
+                413 => "PAYLOAD_TOO_LARGE",
+                415 => "UNSUPPORTED_MEDIA_TYPE",
+                503 => "SERVICE_UNAVAILABLE",
+                _ => "INTERNAL_SERVER_ERROR",
+            },
+            timed_out: false,
+        }
+    }
+}
+
+/// The codes a GraphQL answer can carry (a label takes only these).
+const CODES: [&str; 17] = [
+    "OK",
+    "MALFORMED_BODY",
+    "INVALID_PAYLOAD",
+    "BAD_USER_INPUT",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "SERVICE_UNAVAILABLE",
+    "UNSTORABLE",
+    "QUERY_TIMEOUT",
+    "INTERNAL_SERVER_ERROR",
+    "QUERY_TOO_COMPLEX",
+    "QUERY_TOO_DEEP",
+    "GRAPHQL_VALIDATION_FAILED",
+];
+
+fn code_of(error: &ServerError) -> &'static str {
+    let code = error.extensions.as_ref().and_then(|e| match e.get("code") {
+        Some(async_graphql::Value::String(code)) => Some(code.as_str()),
+        _ => None,
+    });
+    code.and_then(|code| CODES.iter().find(|known| **known == code).copied())
+        .unwrap_or("OTHER")
+}
+
 /// `POST /graphql` (and a query over GET): one operation per request (batches are refused).
 ///
 /// The reader is decided first (401 without a good key, unless reads are open); every call
 /// read goes through the reader's scope; an authenticated read that touched calls is written
 /// to the access log before its answer leaves, and is not answered (503) if it cannot be.
 pub async fn execute(
+    api: State<Api>,
+    peer: ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    operation: http::Operation,
+) -> Response {
+    let mut answered = Answered::refused(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = run(api, peer, headers, operation, &mut answered).await;
+    if answered.code == "INTERNAL_SERVER_ERROR" && response.status().as_u16() != 500 {
+        answered.code = Answered::refused(response.status()).code;
+    }
+    response.extensions_mut().insert(answered);
+    response
+}
+
+async fn run(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     operation: http::Operation,
+    answered: &mut Answered,
 ) -> Response {
     let viewer = match api.gate.viewer(&headers).await {
         Ok(viewer) => viewer,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            answered.code = e.code();
+            return e.into_response();
+        }
     };
     let http::Operation { mut request, reply } = operation;
     api.documents.prepare(&mut request);
@@ -113,10 +195,22 @@ pub async fn execute(
         return refusal.into_response();
     }
     if let Err(error) = cost::check_root_fields(&mut request) {
+        answered.code = code_of(&error);
         return reply.answer(async_graphql::Response::from_errors(vec![error]));
     }
     let query_sha256 = hex::encode(Sha256::digest(request.query.as_bytes()));
     let operation_name = cost::operation_name(&mut request);
+    answered.operation_name = operation_name.clone();
+    let asked = request.operation_name.clone();
+    if let Ok(document) = request.parsed_query()
+        && let Some(operation) = documents::operation(document, asked.as_deref())
+    {
+        answered.operation_type = match operation.node.ty {
+            async_graphql::parser::types::OperationType::Query => "query",
+            async_graphql::parser::types::OperationType::Mutation => "mutation",
+            async_graphql::parser::types::OperationType::Subscription => "subscription",
+        };
+    }
     let trail = Arc::new(AccessTrail::default());
     let mut response = match introspection::classify(&mut request) {
         Ok(Asks::OnlySchema) => api.introspection.execute(request).await,
@@ -132,6 +226,11 @@ pub async fn execute(
     for error in &mut response.errors {
         ensure_code(error);
     }
+    answered.code = response.errors.first().map_or("OK", code_of);
+    answered.timed_out = response
+        .errors
+        .iter()
+        .any(|e| code_of(e) == "QUERY_TIMEOUT");
     if viewer.key_id.is_some() && trail.was_read() {
         let entry = AccessEntry {
             at: chrono::Utc::now(),
@@ -145,6 +244,7 @@ pub async fn execute(
             call_ids: trail.call_ids(),
         };
         if let Err(e) = api.ingestor.log_access(entry).await {
+            answered.code = "SERVICE_UNAVAILABLE";
             return AppError::Unavailable(format!("the access log could not be written: {e:?}"))
                 .into_response();
         }

@@ -173,6 +173,31 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database accepts a write right now, else why not (`/readyz`).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.dialect.ready(self).await
+    }
+
+    /// Connections of the readers' and the writers' pools, for the metrics.
+    pub fn pool_use(&self) -> [PoolUse; 2] {
+        let read = |pool, db: &DatabaseConnection| {
+            let (size, idle, max) = self.dialect.pool_use(db);
+            PoolUse {
+                pool,
+                size,
+                idle,
+                max,
+            }
+        };
+        [read("readers", &self.db), read("writers", &self.writer)]
+    }
+
+    /// Writes a consistent copy of the database to the new file `to` while it serves
+    /// (`calltrail backup`; SQLite only).
+    pub async fn backup_to(&self, to: &str) -> Result<(), AppError> {
+        self.dialect.backup(&self.writer, to).await
+    }
+
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
@@ -181,6 +206,28 @@ impl Store {
     pub async fn close(self) {
         let _ = self.db.close().await;
         let _ = self.writer.close().await;
+    }
+}
+
+/// One pool's connections at a moment.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolUse {
+    /// `readers` or `writers`.
+    pub pool: &'static str,
+    /// Connections open.
+    pub size: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Most it may open.
+    pub max: u32,
+}
+
+/// What an operator is told about a write the database refused (the driver's text is logged,
+/// not shown).
+pub fn write_refusal(error: &AppError) -> String {
+    match error {
+        AppError::Unavailable(detail) => ingest::write_fault(detail).to_owned(),
+        _ => "the database refused the write".to_owned(),
     }
 }
 

@@ -28,6 +28,11 @@ pub struct WebhookState {
     pub ingestor: Ingestor,
 }
 
+/// What a delivery became (`stored`, `duplicate`, `rejected`...), put on its answer for the
+/// metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Answered(pub &'static str);
+
 /// `POST /webhooks/doubletick`: answers 2xx only once the delivery and its call are committed.
 pub async fn receive(
     State(state): State<WebhookState>,
@@ -67,7 +72,11 @@ pub async fn receive(
     // A refusal is answered only once it is logged; if it cannot be logged, 503 asks for it again.
     match (state.ingestor.submit(incoming).await, refusal) {
         (Err(e), _) => e.into_response(),
-        (Ok(_), Some(refusal)) => refusal.into_response(),
+        (Ok(_), Some(refusal)) => {
+            let mut response = refusal.into_response();
+            response.extensions_mut().insert(Answered("rejected"));
+            response
+        }
         (Ok(receipt), None) => {
             let mut body = json!({
                 "status": receipt.outcome.as_str(),
@@ -78,7 +87,11 @@ pub async fn receive(
             if receipt.outcome == Outcome::Ignored {
                 body["concluded"] = serde_json::Value::Null;
             }
-            Json(body).into_response()
+            let mut response = Json(body).into_response();
+            response
+                .extensions_mut()
+                .insert(Answered(receipt.outcome.as_str()));
+            response
         }
     }
 }

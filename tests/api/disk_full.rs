@@ -1,7 +1,8 @@
 //! Disk full on SQLite, as an operator meets it: the database on a small file system that fills
 //! up, the real binary, one sender posting unique calls one at a time. Every call answered 2xx
-//! must be in the database afterwards, `/health` must say 503 while writes fail, and the same
-//! server must accept again once space is freed, without a restart.
+//! must be in the database afterwards, `/health` and `/readyz` must say 503 (with the reason)
+//! while writes fail, and the same server must accept again, and `/readyz` turn 200, once space
+//! is freed, without a restart.
 //!
 //! The file system is a tmpfs this test mounts, so it runs as root (`.ci/run` does); anywhere
 //! else it fails saying so, rather than pass without having checked anything.
@@ -100,6 +101,21 @@ async fn health(client: &reqwest::Client, base: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
+/// `/readyz`'s status and its reason.
+async fn readyz(client: &reqwest::Client, base: &str) -> (Option<u16>, String) {
+    match client.get(format!("{base}/readyz")).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            (
+                Some(status),
+                body["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+        Err(_) => (None, String::new()),
+    }
+}
+
 /// Sends SIGTERM and waits for a clean exit.
 fn terminate(server: &mut Child) {
     let _ = Command::new("kill")
@@ -148,6 +164,7 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
     let mut pattern = String::new();
     let mut refused = 0;
     let mut health_while_failing = Vec::new();
+    let mut ready_while_failing = Vec::new();
     let mut i = 0;
     while refused < REFUSALS {
         assert!(i < 3000, "the file system never filled: {pattern}");
@@ -162,6 +179,7 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
                 refused += 1;
                 pattern.push('x');
                 health_while_failing.push(health(&client, &base).await);
+                ready_while_failing.push(readyz(&client, &base).await);
             }
             other => panic!("unexpected answer {other:?} to call {id}"),
         }
@@ -194,6 +212,7 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
         }
     }
     let health_after_freeing = health(&client, &base).await;
+    let ready_after_freeing = readyz(&client, &base).await;
     terminate(&mut server);
 
     let stored = url.stored_call_ids().await;
@@ -219,6 +238,17 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
         "/health says 503 while writes fail: {health_while_failing:?}"
     );
     assert_eq!(health_after_freeing, Some(200), "/health recovers");
+    assert!(
+        ready_while_failing
+            .iter()
+            .all(|(s, reason)| *s == Some(503) && reason.contains("disk is full")),
+        "/readyz says 503, and why, while the disk is full: {ready_while_failing:?}"
+    );
+    assert_eq!(
+        ready_after_freeing.0,
+        Some(200),
+        "/readyz recovers: {ready_after_freeing:?}"
+    );
     assert!(
         !server_log.contains(TOKEN),
         "the webhook token is never logged"

@@ -288,3 +288,63 @@ async fn a_postgres_outage_gets_503_then_recovers_by_itself_and_loses_nothing_ac
         "no half-written call"
     );
 }
+
+/// `/readyz` on a private PostgreSQL: 200 while it takes writes, 503 with the reason while it
+/// is down and while it runs as a standby in recovery, 200 again once it is a primary, with no
+/// restart of calltrail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_postgres_is_down_or_in_recovery_and_200_once_it_takes_writes() {
+    let postgres = PrivatePostgres::init();
+    postgres.start();
+    let running = app::spawn(&Settings::for_database(postgres.url()))
+        .await
+        .expect("calltrail starts");
+    let readyz = format!("http://{}/readyz", running.addr);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    // The first answer within `limit` with status `want` and a reason containing `saying`;
+    // else the last one seen.
+    let until = async |want: u16, saying: &str, limit: Duration| {
+        let started = Instant::now();
+        let mut seen = (0, String::new());
+        while started.elapsed() < limit {
+            if let Ok(r) = client.get(&readyz).send().await {
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                seen = (
+                    status,
+                    body["reason"].as_str().unwrap_or_default().to_owned(),
+                );
+                if status == want && seen.1.contains(saying) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        seen
+    };
+    let up = until(200, "", Duration::from_secs(5)).await;
+    postgres.stop();
+    let down = until(503, "", Duration::from_secs(10)).await;
+    let signal = postgres.data.join("standby.signal");
+    std::fs::write(&signal, b"").expect("standby.signal");
+    postgres.start();
+    let standby = until(503, "recovery", Duration::from_secs(15)).await;
+    postgres.run(
+        "pg_ctl",
+        &["-D", path(&postgres.data), "-m", "fast", "-w", "stop"],
+    );
+    std::fs::remove_file(&signal).expect("remove standby.signal");
+    postgres.start();
+    let primary = until(200, "", Duration::from_secs(15)).await;
+    kit::stop(running).await;
+    println!("/readyz: up {up:?}, down {down:?}, standby {standby:?}, primary again {primary:?}");
+    assert_eq!(up.0, 200);
+    assert_eq!(down.0, 503);
+    assert!(!down.1.is_empty(), "a reason is given: {down:?}");
+    assert_eq!(standby.0, 503);
+    assert!(standby.1.contains("standby in recovery"), "{standby:?}");
+    assert_eq!(primary.0, 200, "{primary:?}");
+}

@@ -184,6 +184,35 @@ pub fn serve_binary(database_url: &str, port: u16, token: &str, log: &Path) -> C
         .expect("start calltrail")
 }
 
+/// The real binary serving `database_url` on 127.0.0.1:`port`, as [`serve_binary`] does, but
+/// with `env` set as well (`RUST_LOG`, limits...) and its stdout and stderr both kept in `log`.
+pub fn serve_binary_with(
+    database_url: &str,
+    port: u16,
+    token: &str,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Child {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("server log")
+    };
+    Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("CALLTRAIL_ADDR", format!("127.0.0.1:{port}"))
+        .env("CALLTRAIL_WEBHOOK_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(open())
+        .stderr(open())
+        .spawn()
+        .expect("start calltrail")
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

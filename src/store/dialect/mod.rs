@@ -79,6 +79,41 @@ impl Dialect {
         }
     }
 
+    // Operations: readiness, pool use, backups.
+
+    /// Whether the database accepts a write right now; the reason when it does not.
+    /// SQLite: a write as large as a delivery's commits ([`crate::store::Store::probe_write`]).
+    /// PostgreSQL: reachable, not in recovery, a writer connection free.
+    pub(crate) async fn ready(self, store: &crate::store::Store) -> Result<(), String> {
+        match self {
+            Dialect::Sqlite => store
+                .probe_write()
+                .await
+                .map_err(|e| crate::store::write_refusal(&e)),
+            Dialect::Postgres => postgres::ready(&store.writer).await,
+        }
+    }
+
+    /// Connections open, idle, and at most, in one of the store's pools.
+    pub(crate) fn pool_use(self, db: &DatabaseConnection) -> (u32, u32, u32) {
+        match self {
+            Dialect::Sqlite => sqlite::pool_use(db),
+            Dialect::Postgres => postgres::pool_use(db),
+        }
+    }
+
+    /// A consistent copy of the database in a new file at `to`, taken while it serves
+    /// (SQLite's `VACUUM INTO`); PostgreSQL's own tools do this, so it is refused there.
+    pub(crate) async fn backup(self, db: &DatabaseConnection, to: &str) -> Result<(), AppError> {
+        match self {
+            Dialect::Sqlite => sqlite::backup(db, to).await,
+            Dialect::Postgres => Err(AppError::bad_input(
+                "backup",
+                "calltrail backup copies SQLite databases only: back PostgreSQL up with pg_dump, or with base backups and WAL archiving (docs/operations.md, \"Backups\")",
+            )),
+        }
+    }
+
     // SQL fragments.
 
     /// The `i`-th bound value's placeholder (from 1).

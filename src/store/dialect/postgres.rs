@@ -376,6 +376,42 @@ fn column_arrays<A: ActiveModelTrait>(rows: &[A]) -> Result<Vec<Value>, AppError
     Ok(values)
 }
 
+/// Longest `/readyz` waits for a writer connection and its answer.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the database takes writes now: a writer connection free within [`READY_WITHIN`]
+/// (else the writers' pool is exhausted, or the server too slow to answer), and the server
+/// not a standby in recovery.
+pub(super) async fn ready(writer: &DatabaseConnection) -> Result<(), String> {
+    let asked = writer.query_one_raw(Statement::from_string(
+        DatabaseBackend::Postgres,
+        "SELECT pg_is_in_recovery()",
+    ));
+    match tokio::time::timeout(READY_WITHIN, asked).await {
+        Err(_) => Err(format!(
+            "no writer connection answered within {READY_WITHIN:?}: the database is unreachable or too slow, or the writers' pool is exhausted"
+        )),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: PostgreSQL did not answer");
+            Err("the database is unreachable".into())
+        }
+        Ok(Ok(row)) => match row.map(|r| r.try_get_by_index::<bool>(0)) {
+            Some(Ok(false)) => Ok(()),
+            Some(Ok(true)) => {
+                Err("the database is a standby in recovery: it takes no writes".into())
+            }
+            _ => Err("the database did not say whether it is in recovery".into()),
+        },
+    }
+}
+
+/// Connections open and idle in a PostgreSQL pool.
+pub(super) fn pool_use(db: &DatabaseConnection) -> (u32, u32, u32) {
+    let pool = db.get_postgres_connection_pool();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    (pool.size(), idle, pool.options().get_max_connections())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

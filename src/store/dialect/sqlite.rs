@@ -268,6 +268,26 @@ async fn log_many(
     ids_in_row_order(rows, written)
 }
 
+/// Connections open and idle in an SQLite pool.
+pub(super) fn pool_use(db: &DatabaseConnection) -> (u32, u32, u32) {
+    let pool = db.get_sqlite_connection_pool();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    (pool.size(), idle, pool.options().get_max_connections())
+}
+
+/// Copies the database into a new file at `to`, consistently, while it is in use
+/// (`VACUUM INTO`: one read transaction, so the copy is one committed state).
+pub(super) async fn backup(db: &DatabaseConnection, to: &str) -> Result<(), AppError> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Sqlite,
+        "VACUUM INTO ?",
+        [to.into()],
+    ))
+    .await
+    .map(|_| ())
+    .map_err(crate::store::error::db_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

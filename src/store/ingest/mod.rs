@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::CallEvent;
 
 pub(crate) use apply::{all_events_new, ids_in_row_order, skip_stored_event};
-pub use writer::{Ingestor, WriterStats};
+pub(crate) use writer::write_fault;
+pub use writer::{Drained, Ingestor, WriterObserver, WriterStats};
 
 /// What the webhook handler decided a delivery is, ready to be logged and applied.
 #[derive(Clone, Debug)]

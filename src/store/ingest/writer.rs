@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::apply::apply_each;
 use super::plan::apply_batch;
@@ -30,6 +30,27 @@ enum Job {
 pub struct Ingestor {
     jobs: mpsc::Sender<Job>,
     counters: Arc<Counters>,
+    /// Turns `true` once the writer has stopped: every handle dropped, the queue drained and
+    /// every batch in flight committed or failed.
+    drained: watch::Receiver<bool>,
+}
+
+/// Told what the writer does, for the metrics (the store knows no metrics library).
+pub trait WriterObserver: Send + Sync + std::fmt::Debug {
+    /// A transaction committed `jobs` deliveries and access-log entries together.
+    fn batch_committed(&self, jobs: usize);
+    /// An access-log entry was written, or could not be.
+    fn access_logged(&self, written: bool);
+}
+
+/// Waits until the writer it was taken from has stopped ([`Ingestor::drained`]).
+#[derive(Clone, Debug)]
+pub struct Drained(watch::Receiver<bool>);
+
+impl Drained {
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
 }
 
 /// How a transaction applies its deliveries.
@@ -62,6 +83,7 @@ struct Counters {
     batches_retried_one_by_one: AtomicU64,
     /// Why the writer's last transaction failed, until one commits again.
     failing: Mutex<Option<&'static str>>,
+    observer: Option<Arc<dyn WriterObserver>>,
 }
 
 impl Counters {
@@ -77,7 +99,7 @@ impl Counters {
 }
 
 /// What an operator is told about a failed write (the driver's text is logged, not shown).
-fn write_fault(detail: &str) -> &'static str {
+pub(crate) fn write_fault(detail: &str) -> &'static str {
     let detail = detail.to_ascii_lowercase();
     if detail.contains("disk is full") || detail.contains("no space left") {
         "the database's disk is full"
@@ -99,7 +121,17 @@ impl Ingestor {
     /// transaction at a time whatever we do, so there it is always one.
     pub fn start(store: Store, batches: u16) -> Ingestor {
         let batches = store.dialect().batches_in_flight(batches);
-        Ingestor::spawn(store, batches, Path::Batch)
+        Ingestor::spawn(store, batches, Path::Batch, None)
+    }
+
+    /// Same, telling `observer` what it commits.
+    pub fn start_observed(
+        store: Store,
+        batches: u16,
+        observer: Arc<dyn WriterObserver>,
+    ) -> Ingestor {
+        let batches = store.dialect().batches_in_flight(batches);
+        Ingestor::spawn(store, batches, Path::Batch, Some(observer))
     }
 
     /// A writer that commits every delivery in its own transaction, through the statements
@@ -107,12 +139,21 @@ impl Ingestor {
     /// against (`tests/api/batching.rs`), and a way to rule batching out when something looks
     /// wrong.
     pub fn one_by_one(store: Store) -> Ingestor {
-        Ingestor::spawn(store, 1, Path::Each)
+        Ingestor::spawn(store, 1, Path::Each, None)
     }
 
-    fn spawn(store: Store, batches: usize, path: Path) -> Ingestor {
+    fn spawn(
+        store: Store,
+        batches: usize,
+        path: Path,
+        observer: Option<Arc<dyn WriterObserver>>,
+    ) -> Ingestor {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let counters = Arc::new(Counters::default());
+        let (stopped, drained) = watch::channel(false);
+        let counters = Arc::new(Counters {
+            observer,
+            ..Counters::default()
+        });
         let largest = if path == Path::Batch { MAX_BATCH } else { 1 };
         tokio::spawn(write_loop(
             store,
@@ -121,8 +162,24 @@ impl Ingestor {
             largest,
             path,
             counters.clone(),
+            stopped,
         ));
-        Ingestor { jobs, counters }
+        Ingestor {
+            jobs,
+            counters,
+            drained,
+        }
+    }
+
+    /// Jobs waiting in the writer's queue.
+    pub fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    /// A handle that waits until this writer has stopped: once every [`Ingestor`] is dropped,
+    /// the writer commits what is queued, waits for its batches in flight, and stops.
+    pub fn drained(&self) -> Drained {
+        Drained(self.drained.clone())
     }
 
     /// What the writer has done since it started.
@@ -156,7 +213,11 @@ impl Ingestor {
 
     /// Appends an access-log entry; returns its id once it is committed.
     pub async fn log_access(&self, entry: AccessEntry) -> Result<i64, AppError> {
-        self.commit(|reply| Job::Access(entry, reply)).await
+        let written = self.commit(|reply| Job::Access(entry, reply)).await;
+        if let Some(observer) = &self.counters.observer {
+            observer.access_logged(written.is_ok());
+        }
+        written
     }
 
     /// Queues the job `make` builds around its reply, and waits for that reply.
@@ -178,16 +239,18 @@ async fn write_loop(
     largest: usize,
     path: Path,
     counters: Arc<Counters>,
+    stopped: watch::Sender<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(batches));
     loop {
         // A slot first: deliveries arriving while every slot is busy wait in the queue and
         // make the next batch bigger.
         let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+            break;
         };
         let Some(first) = queue.recv().await else {
-            return;
+            drop(slot);
+            break;
         };
         let mut batch = vec![first];
         while batch.len() < largest {
@@ -209,6 +272,11 @@ async fn write_loop(
             drop(slot);
         });
     }
+    // Every handle is gone and the queue is empty: wait for the batches in flight.
+    let _ = slots
+        .acquire_many(u32::try_from(batches).unwrap_or(u32::MAX))
+        .await;
+    let _ = stopped.send(true);
 }
 
 /// Commits a batch in one transaction. If the database cannot even be reached, every job is
@@ -235,6 +303,9 @@ async fn commit_batch(store: &Store, batch: Vec<Job>, path: Path, counters: &Cou
         Ok((receipts, ids)) => {
             counters.committed();
             counters.batches_committed.fetch_add(1, Ordering::Relaxed);
+            if let Some(observer) = &counters.observer {
+                observer.batch_committed(size);
+            }
             let size = u64::try_from(size).unwrap_or(u64::MAX);
             counters.largest_batch.fetch_max(size, Ordering::Relaxed);
             for ((_, reply), receipt) in deliveries.into_iter().zip(receipts) {
