@@ -1,7 +1,10 @@
 //! The role `serve` runs under: the tables it may only append to, what `calltrail db
 //! grant-runtime` gives a PostgreSQL login role, and the checks `serve --no-migrate` makes at
 //! start (the schema is current; the role cannot rewrite history).
+use std::collections::HashSet;
+
 use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Statement};
 
 use super::Store;
 use super::error::db_error;
@@ -28,15 +31,29 @@ impl Store {
     /// Fails unless every migration this binary knows has been applied (`serve --no-migrate`),
     /// and warns when the role it connected as could rewrite the evidence anyway.
     pub async fn expect_migrated(&self) -> Result<(), AppError> {
-        let pending = Migrator::get_pending_migrations(&self.writer)
+        // Read, not through the migrator, which would first create its table.
+        let applied: HashSet<String> = self
+            .writer
+            .query_all_raw(Statement::from_string(
+                self.backend(),
+                format!("SELECT version FROM {MIGRATIONS_TABLE}"),
+            ))
             .await
+            .map_err(db_error)?
+            .iter()
+            .map(|row| row.try_get::<String>("", "version"))
+            .collect::<Result<_, _>>()
             .map_err(db_error)?;
+        let pending: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .filter(|name| !applied.contains(name))
+            .collect();
         if let Some(first) = pending.first() {
             return Err(AppError::Internal(format!(
-                "{} migrations are pending (first: {}): run `calltrail migrate` as the owner of \
-                 the tables, then start `serve --no-migrate` again",
+                "{} migrations are pending (first: {first}): run `calltrail migrate` as the owner \
+                 of the tables, then start with `--no-migrate` again",
                 pending.len(),
-                first.name()
             )));
         }
         if let Some(why) = self.dialect().rewrites_history(&self.writer).await? {

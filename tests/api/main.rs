@@ -24,6 +24,7 @@ mod properties;
 mod reads_vs_writes;
 mod replay;
 mod rollup;
+mod runtime_role;
 mod schema_drift;
 mod startup;
 mod unstorable;
