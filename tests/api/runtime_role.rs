@@ -18,28 +18,28 @@ struct Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let (name, database_url, admin_url) = (
-            self.name.clone(),
-            self.database_url.clone(),
-            self.admin_url.clone(),
-        );
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(async {
-                    let _ = database_url
-                        .as_str()
-                        .try_execute(&format!("DROP OWNED BY {name}"))
-                        .await;
-                    let _ = admin_url
-                        .as_str()
-                        .try_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                        .await;
-                });
-        })
-        .join();
+        // Each step in a thread of its own: the kit panics on a database that is already gone
+        // (its privileges went with it), and the role must be dropped all the same.
+        let steps = [
+            (
+                self.database_url.clone(),
+                format!("DROP OWNED BY {}", self.name),
+            ),
+            (
+                self.admin_url.clone(),
+                format!("DROP ROLE IF EXISTS {}", self.name),
+            ),
+        ];
+        for (url, sql) in steps {
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(async { url.as_str().try_execute(&sql).await })
+            })
+            .join();
+        }
     }
 }
 
