@@ -151,7 +151,11 @@ mod tests {
 
     #[test]
     fn instants_keep_the_fewest_fractional_digits_that_hold_them() {
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("an instant")
+                .with_timezone(&Utc)
+        };
         assert_eq!(
             instant_text(&at("2026-12-01T10:00:00+00:00")),
             "2026-12-01T10:00:00Z"
