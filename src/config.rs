@@ -101,6 +101,11 @@ pub struct Settings {
     /// before the process exits anyway.
     #[arg(long, env = "CALLTRAIL_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub shutdown_timeout: Duration,
+    // Evidence (issue 19).
+    /// Do not migrate at start (`serve` under a runtime role that may not change the schema:
+    /// `calltrail db grant-runtime`); refuse to start if a migration is pending.
+    #[arg(long, env = "CALLTRAIL_NO_MIGRATE", global = true)]
+    pub no_migrate: bool,
 }
 
 /// `500ms`, `10s` or `10` (seconds).
@@ -164,6 +169,8 @@ impl Settings {
             idle_timeout: Duration::from_secs(5),
             max_connections: 1000,
             shutdown_timeout: Duration::from_secs(30),
+            // Evidence (issue 19).
+            no_migrate: false,
         }
     }
 
@@ -270,6 +277,37 @@ pub enum Command {
         /// The copy's path; it must not exist yet.
         #[arg(long)]
         to: std::path::PathBuf,
+    },
+    // Evidence (issue 19).
+    /// Check the stored evidence: the logs' hash chains, every body's SHA-256, every call
+    /// against its events and revisions, both rollup tiers against the calls. Exits non-zero
+    /// on any difference.
+    Verify {
+        /// Print the chains' current heads, to record outside the system, and exit.
+        #[arg(long)]
+        head: bool,
+        /// A head recorded earlier: also fail unless it is still a link of a chain.
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+        /// Do not re-hash archived recordings.
+        #[arg(long)]
+        skip_recordings: bool,
+    },
+    /// Database administration (PostgreSQL), run as the owner of the tables.
+    Db {
+        #[command(subcommand)]
+        action: DbCommand,
+    },
+}
+
+/// `calltrail db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Give the existing login role ROLE exactly what `serve --no-migrate` needs: no DDL, no
+    /// TRUNCATE, no UPDATE or DELETE on the append-only tables.
+    GrantRuntime {
+        /// The role (created beforehand, e.g. `CREATE ROLE calltrail_app LOGIN PASSWORD ...`).
+        role: String,
     },
 }
 

@@ -22,5 +22,7 @@ pub mod replay;
 pub mod seed;
 /// Persistence (the only sea-orm user): ingestion with group commit, queries.
 pub mod store;
+/// `calltrail verify`: checking the stored evidence (chains, bodies, calls, rollup).
+pub mod verify;
 /// REST ingestion of DoubleTick webhooks.
 pub mod webhook;

@@ -1,7 +1,7 @@
 //! The `calltrail` binary: parse the command line, start tracing, run.
 use clap::Parser;
 
-use calltrail::config::{Cli, Command};
+use calltrail::config::{Cli, Command, DbCommand};
 use calltrail::{app, graphql, replay, store::Store};
 
 /// mimalloc instead of the system allocator: requests allocate and free many small values,
@@ -32,6 +32,25 @@ async fn main() -> std::process::ExitCode {
         Command::Serve => serve(&cli.settings).await,
         Command::Keys { action } => calltrail::access::cli::run(&cli.settings, action).await,
         Command::Backup { to } => run_backup(&cli.settings.database_url, &to).await,
+        Command::Verify {
+            head,
+            expect_head,
+            skip_recordings,
+        } => {
+            let options = calltrail::verify::Options {
+                expect_head,
+                skip_recordings,
+            };
+            run_verify(&cli.settings.database_url, head, &options).await
+        }
+        Command::Db {
+            action: DbCommand::GrantRuntime { role },
+        } => match Store::connect(&cli.settings.database_url).await {
+            Ok(store) => store.grant_runtime(&role).await.map(|()| {
+                println!("granted {role} what `calltrail serve --no-migrate` needs");
+            }),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -175,4 +194,54 @@ async fn run_seed(
         phases.join(", ")
     );
     Ok(())
+}
+
+/// `calltrail verify`: a line per check, then the heads; a difference is an error (exit 1).
+async fn run_verify(
+    database_url: &str,
+    head_only: bool,
+    options: &calltrail::verify::Options,
+) -> Result<(), calltrail::error::AppError> {
+    let store = Store::connect(database_url).await?;
+    if head_only {
+        for (chain, head) in calltrail::verify::heads(&store).await? {
+            print_head(chain.table, head.as_ref());
+        }
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let report = calltrail::verify::verify(&store, options, |finding| {
+        let name = finding.check.name();
+        let rows = finding.checked.rows;
+        match &finding.checked.difference {
+            None => println!("ok       {name}: {rows} rows"),
+            Some(d) => println!(
+                "DIFFERS  {name}: {} {}: {} (after {rows} rows)",
+                d.table, d.id, d.what
+            ),
+        }
+    })
+    .await?;
+    if let Some(d) = &report.expected_head_missing {
+        println!("DIFFERS  expected head: {} {}: {}", d.table, d.id, d.what);
+    } else if let Some(hash) = &options.expect_head {
+        println!("ok       expected head {hash} is on the chain");
+    }
+    for (chain, head) in &report.heads {
+        print_head(chain.table, head.as_ref());
+    }
+    println!("verified in {:.1} s", started.elapsed().as_secs_f64());
+    if report.differs() {
+        return Err(calltrail::error::AppError::Internal(
+            "verify found a difference (above)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn print_head(table: &str, head: Option<&calltrail::store::chain::Head>) {
+    match head {
+        Some(h) => println!("head     {table} {} {}", h.seq, h.link),
+        None => println!("head     {table} 0 (empty)"),
+    }
 }

@@ -1,6 +1,7 @@
 //! Schema migrations for calltrail, applied at start-up and by the `migration` CLI.
 pub use sea_orm_migration::prelude::*;
 
+pub mod chain;
 pub mod sql;
 
 mod m20261127_000001_create_calls;
@@ -13,6 +14,8 @@ mod m20261127_000007_bucket_totals;
 mod m20261128_000008_create_call_half_hours;
 mod m20261201_000009_create_write_probe;
 mod m20261201_000010_create_access;
+mod m20261202_000012_chain_logs;
+mod m20261202_000013_protect_events;
 
 pub struct Migrator;
 
@@ -30,6 +33,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_create_call_half_hours::Migration),
             Box::new(m20261201_000009_create_write_probe::Migration),
             Box::new(m20261201_000010_create_access::Migration),
+            Box::new(m20261202_000012_chain_logs::Migration),
+            Box::new(m20261202_000013_protect_events::Migration),
         ]
     }
 }

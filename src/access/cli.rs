@@ -10,7 +10,11 @@ use crate::store::keys::NewKey;
 
 pub async fn run(settings: &Settings, action: KeysCommand) -> Result<(), AppError> {
     let store = Store::connect_with(&settings.database_url, settings.store_options()).await?;
-    store.migrate().await?;
+    if settings.no_migrate {
+        store.expect_migrated().await?;
+    } else {
+        store.migrate().await?;
+    }
     let result = match action {
         KeysCommand::Create {
             name,

@@ -9,6 +9,7 @@
 //!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
+pub mod chain;
 mod checkpoint;
 pub mod deliveries;
 pub mod dialect;
@@ -18,8 +19,10 @@ pub mod ingest;
 pub mod keys;
 pub mod reader;
 pub mod rollup;
+pub mod runtime;
 pub mod seed;
 pub mod stats;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -131,9 +131,10 @@ impl Store {
     /// an index once is several times faster than growing it row by row, and on SQLite
     /// building it from the database file is three times faster than from inside the
     /// loading transaction), PostgreSQL loads on two connections at once, and SQLite
-    /// commits every 20 000 calls. If a bulk load fails, the loaded rows are deleted and the
-    /// indexes recreated, leaving the tables as they were found; a process killed in the
-    /// middle of one leaves a partial load (seed a fresh database again).
+    /// commits every 20 000 calls. If a bulk load fails, the indexes are recreated and the
+    /// rollup rebuilt, and the calls already committed stay (their events are append-only):
+    /// a partial load, as a process killed in the middle of one leaves (seed a fresh database
+    /// again).
     pub async fn seed(
         &self,
         total: u64,
@@ -193,16 +194,20 @@ impl Store {
                     Err(e) => Err(e),
                 };
                 if let Err(e) = built {
-                    // Leave the tables as they were found: empty, with their indexes.
+                    // `call_events` is append-only: the committed part of the load stays. The
+                    // indexes come back and the rollup is rebuilt, so what stays is a
+                    // consistent database (each call with its event), which `verify` passes.
                     let txn = self.begin_write().await.map_err(db_error)?;
                     execute_all(&txn, self.dialect().refresh_schema()).await?;
-                    execute(&txn, "DELETE FROM call_events").await?;
-                    execute(&txn, "DELETE FROM calls").await?;
                     for def in &dropped {
                         execute(&txn, &def.definition).await?;
                     }
                     txn.commit().await.map_err(db_error)?;
-                    return Err(e);
+                    self.rebuild_rollup().await?;
+                    return Err(AppError::Internal(format!(
+                        "the bulk load failed and the calls it had committed stay (their \
+                         events are append-only): seed a fresh database. Cause: {e}"
+                    )));
                 }
             }
         }

@@ -107,6 +107,20 @@ async fn every_acknowledged_call_survives_repeated_sigkills() {
             "[{}] calls without their logged delivery",
             backend.name()
         );
+        // After eight SIGKILLs mid-batch, the chains, bodies, calls and rollup still agree.
+        let verified = std::process::Command::new(env!("CARGO_BIN_EXE_calltrail"))
+            .arg("verify")
+            .env("DATABASE_URL", &database.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("calltrail verify runs");
+        assert!(
+            verified.status.success(),
+            "[{}] verify after the crashes: {}{}",
+            backend.name(),
+            String::from_utf8_lossy(&verified.stdout),
+            String::from_utf8_lossy(&verified.stderr)
+        );
         drop(database);
     })
     .await;

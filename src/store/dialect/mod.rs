@@ -14,7 +14,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use entity::{call, call_event, delivery};
-use sea_orm::{DatabaseBackend, DatabaseConnection, DatabaseTransaction, QueryResult, Value};
+use sea_orm::{
+    AccessMode, DatabaseBackend, DatabaseConnection, DatabaseTransaction, IsolationLevel,
+    QueryResult, Value,
+};
 
 use crate::error::AppError;
 
@@ -111,6 +114,33 @@ impl Dialect {
                 "backup",
                 "calltrail backup copies SQLite databases only: back PostgreSQL up with pg_dump, or with base backups and WAL archiving (docs/operations.md, \"Backups\")",
             )),
+        }
+    }
+
+    /// Why the connected role could rewrite the logs (it owns the tables, or is a superuser),
+    /// if it could. SQLite has no roles: whoever can write the file can (docs/reliability.md).
+    pub(crate) async fn rewrites_history(
+        self,
+        db: &DatabaseConnection,
+    ) -> Result<Option<String>, AppError> {
+        match self {
+            Dialect::Sqlite => Ok(None),
+            Dialect::Postgres => postgres::rewrites_history(db).await,
+        }
+    }
+
+    /// `calltrail db grant-runtime ROLE`.
+    pub(crate) async fn grant_runtime(
+        self,
+        db: &DatabaseConnection,
+        role: &str,
+    ) -> Result<(), AppError> {
+        match self {
+            Dialect::Sqlite => Err(AppError::bad_input(
+                "role",
+                "SQLite has no roles: whoever can write the database file can change it;                  `calltrail verify` detects what was changed (docs/reliability.md)",
+            )),
+            Dialect::Postgres => postgres::grant_runtime(db, role).await,
         }
     }
 
@@ -217,6 +247,31 @@ impl Dialect {
         match self {
             Dialect::Sqlite => Ok(()),
             Dialect::Postgres => postgres::lock_calls(txn, call_ids).await,
+        }
+    }
+
+    /// How `calltrail verify`'s snapshot begins: PostgreSQL, repeatable read and read only,
+    /// so every check sees one state; SQLite's read transaction is a snapshot already.
+    pub(crate) fn snapshot_options(self) -> (Option<IsolationLevel>, Option<AccessMode>) {
+        match self {
+            Dialect::Sqlite => (None, None),
+            Dialect::Postgres => (
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            ),
+        }
+    }
+
+    /// Takes the lock on `chain`'s head until the transaction ends (PostgreSQL: several
+    /// writers share the database; SQLite's write lock is already held).
+    pub(crate) async fn lock_chain(
+        self,
+        txn: &DatabaseTransaction,
+        chain: &str,
+    ) -> Result<(), AppError> {
+        match self {
+            Dialect::Sqlite => Ok(()),
+            Dialect::Postgres => postgres::lock_chain(txn, chain).await,
         }
     }
 

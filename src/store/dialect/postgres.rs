@@ -138,6 +138,136 @@ pub(super) async fn lock_calls(
     Ok(())
 }
 
+/// The advisory lock of a chain's head: a key pair (a class of its own, so it cannot meet a
+/// call's single-key lock) with the chain's place in `migration::chain::CHAINS`.
+pub(super) async fn lock_chain(txn: &DatabaseTransaction, chain: &str) -> Result<(), AppError> {
+    const CHAIN_LOCK_CLASS: i32 = 0x6361_6c6c;
+    let place = migration::chain::CHAINS
+        .iter()
+        .position(|c| c.table == chain)
+        .ok_or_else(|| AppError::Internal(format!("no chain {chain}")))?;
+    let place = i32::try_from(place).unwrap_or(i32::MAX);
+    txn.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        [CHAIN_LOCK_CLASS.into(), place.into()],
+    ))
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
+/// Why the connected role could rewrite the logs, if it could.
+pub(super) async fn rewrites_history(db: &DatabaseConnection) -> Result<Option<String>, AppError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT current_user::text AS who, \
+             (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, \
+             EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() \
+             AND tableowner = current_user) AS owner",
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| AppError::Internal("no answer about the current role".into()))?;
+    let who: String = row.try_get("", "who").map_err(db_error)?;
+    let superuser: bool = row.try_get("", "superuser").map_err(db_error)?;
+    let owner: bool = row.try_get("", "owner").map_err(db_error)?;
+    Ok(if superuser {
+        Some(format!("{who} is a superuser"))
+    } else if owner {
+        Some(format!("{who} owns the tables"))
+    } else {
+        None
+    })
+}
+
+/// A role name as a quoted identifier.
+fn identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Grants the login role `role` reading everything, appending to the append-only tables and
+/// changing only the working tables; revokes whatever else it had on them. Refuses a role
+/// that owns the tables or is a superuser (no grant can limit those).
+pub(super) async fn grant_runtime(db: &DatabaseConnection, role: &str) -> Result<(), AppError> {
+    use crate::store::runtime::{APPEND_ONLY, MIGRATIONS_TABLE};
+    let txn = db.begin().await.map_err(db_error)?;
+    let query = |sql: String, values: Vec<Value>| {
+        Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+    };
+    let found = txn
+        .query_one_raw(query(
+            "SELECT rolsuper, rolcanlogin, current_database()::text AS db, \
+             current_schema()::text AS schema, \
+             EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() \
+             AND tableowner = $1) AS owner FROM pg_roles WHERE rolname = $1"
+                .into(),
+            vec![role.into()],
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| {
+            AppError::bad_input(
+                "role",
+                format!("no role {role}: create it first (CREATE ROLE ... LOGIN)"),
+            )
+        })?;
+    let flag = |name: &str| found.try_get::<bool>("", name).map_err(db_error);
+    if flag("rolsuper")? || flag("owner")? {
+        return Err(AppError::bad_input(
+            "role",
+            format!(
+                "{role} is a superuser or owns the tables: a runtime role must be another role"
+            ),
+        ));
+    }
+    if !flag("rolcanlogin")? {
+        return Err(AppError::bad_input("role", format!("{role} cannot log in")));
+    }
+    let database: String = found.try_get("", "db").map_err(db_error)?;
+    let schema: String = found.try_get("", "schema").map_err(db_error)?;
+    let tables = txn
+        .query_all_raw(query(
+            "SELECT tablename::text AS t FROM pg_tables WHERE schemaname = current_schema() \
+             ORDER BY 1"
+                .into(),
+            vec![],
+        ))
+        .await
+        .map_err(db_error)?;
+    let (role, schema) = (identifier(role), identifier(&schema));
+    let mut statements = vec![
+        format!(
+            "GRANT CONNECT ON DATABASE {} TO {role}",
+            identifier(&database)
+        ),
+        format!("REVOKE CREATE ON SCHEMA {schema} FROM {role}"),
+        format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
+        format!("REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}"),
+        format!("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"),
+    ];
+    for row in tables {
+        let table: String = row.try_get("", "t").map_err(db_error)?;
+        let rights = if table == MIGRATIONS_TABLE {
+            "SELECT"
+        } else if APPEND_ONLY.contains(&table.as_str()) {
+            "SELECT, INSERT"
+        } else {
+            "SELECT, INSERT, UPDATE, DELETE"
+        };
+        statements.push(format!(
+            "GRANT {rights} ON {schema}.{} TO {role}",
+            identifier(&table)
+        ));
+    }
+    for sql in statements {
+        txn.execute_unprepared(&sql).await.map_err(db_error)?;
+    }
+    txn.commit().await.map_err(db_error)
+}
+
 fn lock_key(call_id: &str) -> i64 {
     let digest = Sha256::digest(call_id.as_bytes());
     let mut bytes = [0u8; 8];

@@ -291,26 +291,27 @@ async fn load_events(
         .all(txn)
         .await
         .map_err(write_error)?;
-    rows.into_iter()
-        .map(|row| {
-            let kind = EventKind::from_wire(&row.event)
-                .ok_or_else(|| AppError::Internal(format!("unknown stored event {}", row.event)))?;
-            let fields =
-                serde_json::from_str(&row.fields).map_err(|e| AppError::Internal(e.to_string()))?;
-            Ok(AppliedEvent {
-                seq: row.id,
-                event: CallEvent {
-                    kind,
-                    call_id: row.call_id,
-                    fields,
-                },
-                fingerprint: row.fingerprint,
-                received_at: row.received_at,
-                content_type: row.content_type,
-                raw_payload: row.raw_payload,
-            })
-        })
-        .collect()
+    rows.into_iter().map(applied_event).collect()
+}
+
+/// A stored `call_events` row as the event fold takes it.
+pub(crate) fn applied_event(row: call_event::Model) -> Result<AppliedEvent, AppError> {
+    let kind = EventKind::from_wire(&row.event)
+        .ok_or_else(|| AppError::Internal(format!("unknown stored event {}", row.event)))?;
+    let fields =
+        serde_json::from_str(&row.fields).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(AppliedEvent {
+        seq: row.id,
+        event: CallEvent {
+            kind,
+            call_id: row.call_id,
+            fields,
+        },
+        fingerprint: row.fingerprint,
+        received_at: row.received_at,
+        content_type: row.content_type,
+        raw_payload: row.raw_payload,
+    })
 }
 
 /// Whether the refolded call differs from the stored one in anything a reader sees.
@@ -319,10 +320,16 @@ async fn load_events(
 /// is listed as content, or as identity and bookkeeping, which a change to alone does not make
 /// a new revision.
 fn content_differs(old: &call::Model, new: &call::ActiveModel) -> bool {
+    first_difference(old, new).is_some()
+}
+
+/// The first column in which the refolded call differs from the stored one in anything a
+/// reader sees (what `calltrail verify` names).
+pub(crate) fn first_difference(old: &call::Model, new: &call::ActiveModel) -> Option<&'static str> {
     macro_rules! differs {
         (not content: $($skip:ident),*; content: $($f:ident),*) => {{
             let call::ActiveModel { $($skip: _,)* $($f,)* } = new;
-            false $( || matches!($f, ActiveValue::Set(v) if *v != old.$f) )*
+            None $( .or_else(|| matches!($f, ActiveValue::Set(v) if *v != old.$f).then_some(stringify!($f))) )*
         }};
     }
     differs!(

@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::CallEvent;
 
-pub(crate) use apply::{all_events_new, ids_in_row_order, skip_stored_event};
+pub(crate) use apply::{
+    all_events_new, applied_event, first_difference, ids_in_row_order, skip_stored_event,
+};
 pub(crate) use writer::write_fault;
 pub use writer::{Drained, Ingestor, WriterObserver, WriterStats};
 

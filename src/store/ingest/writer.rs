@@ -11,7 +11,9 @@ use super::{Incoming, Receipt, Verdict};
 use crate::error::AppError;
 use crate::store::Store;
 use crate::store::access::{AccessEntry, append};
+use crate::store::chain;
 use crate::store::error::write_error;
+use migration::chain::{ACCESS_LOG, DELIVERIES};
 
 /// Most deliveries committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -467,14 +469,19 @@ async fn apply_in_transaction(
         for entry in entries {
             ids.push(append(&txn, entry).await?);
         }
-        if incomings.is_empty() {
-            return Ok((Vec::new(), ids));
-        }
-        dialect.lock_calls(&txn, &call_ids(incomings)).await?;
-        let receipts = match path {
-            Path::Batch => apply_batch(dialect, &txn, incomings).await,
-            Path::Each => apply_each(&txn, incomings).await,
-        }?;
+        let receipts = if incomings.is_empty() {
+            Vec::new()
+        } else {
+            dialect.lock_calls(&txn, &call_ids(incomings)).await?;
+            match path {
+                Path::Batch => apply_batch(dialect, &txn, incomings).await,
+                Path::Each => apply_each(&txn, incomings).await,
+            }?
+        };
+        // Both logs' new rows are linked last, so the chains' locks are held only until COMMIT.
+        let delivered: Vec<i64> = receipts.iter().map(|r| r.delivery_id).collect();
+        chain::extend(&txn, dialect, DELIVERIES, &delivered).await?;
+        chain::extend(&txn, dialect, ACCESS_LOG, &ids).await?;
         Ok((receipts, ids))
     }
     .await;

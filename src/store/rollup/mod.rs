@@ -58,11 +58,11 @@ impl Tier {
     }
 
     /// [`Tier::floor`] of `column`, as SQL (floored, not truncated, before 1970 too).
-    fn floor_sql(self, column: &str) -> String {
+    pub(crate) fn floor_sql(self, column: &str) -> String {
         let n = self.seconds;
         format!("({column} - ((({column} % {n}) + {n}) % {n}))")
     }
 }
 
 /// The `direction` of a bucket's every-direction row.
-const ALL_DIRECTIONS: &str = "*";
+pub(crate) const ALL_DIRECTIONS: &str = "*";
