@@ -21,6 +21,7 @@ use crate::access::Gate;
 use crate::config::Settings;
 use crate::error::{AppError, RETRY_AFTER_SECONDS};
 use crate::graphql::{self, Limits};
+use crate::recordings::{self, Archive, Workers};
 use crate::store::Store;
 use crate::store::ingest::Ingestor;
 use crate::webhook::{self, WebhookState, auth::Tokens};
@@ -29,8 +30,14 @@ use crate::webhook::{self, WebhookState, auth::Tokens};
 pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
 
 /// The router over an opened, migrated store; `gate` decides who reads.
-pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
+pub fn router(store: Store, settings: &Settings, gate: Gate, archive: &Archive) -> Router {
     let ingestor = Ingestor::start(store.clone(), settings.write_batches);
+    let recordings = recordings::playback::routes(
+        store.clone(),
+        gate.clone(),
+        ingestor.clone(),
+        archive.clone(),
+    );
     let webhook_state = WebhookState {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
         ingestor: ingestor.clone(),
@@ -39,6 +46,7 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
         store.clone(),
         Limits {
             max_page_size: settings.max_page_size,
+            archiving: archive.configured(),
         },
         gate,
         ingestor.clone(),
@@ -64,6 +72,7 @@ pub fn router(store: Store, settings: &Settings, gate: Gate) -> Router {
         .with_state((store, ingestor))
         .merge(webhooks)
         .merge(api)
+        .merge(recordings)
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -163,6 +172,8 @@ pub struct RunningApp {
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The recording archive's workers (none without a DoubleTick key).
+    archive_workers: Option<Workers>,
 }
 
 impl RunningApp {
@@ -172,14 +183,18 @@ impl RunningApp {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        if let Some(workers) = self.archive_workers.take() {
+            workers.stop().await;
+        }
     }
 
     /// Waits until the server stops by itself.
-    pub async fn wait(self) -> std::io::Result<()> {
-        self.task
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let served = (&mut self.task).await;
+        if let Some(workers) = self.archive_workers.take() {
+            workers.stop().await;
+        }
+        served.map_err(std::io::Error::other).and_then(|r| r)
     }
 
     /// A sender that triggers graceful shutdown.
@@ -222,7 +237,9 @@ pub async fn spawn(settings: &Settings) -> Result<RunningApp, AppError> {
             "NO API KEY EXISTS: anyone who can reach {addr} can read every call. Fine for local use; create a key (`calltrail keys create`) before exposing calltrail, and every read then needs one."
         );
     }
-    let app = router(store.clone(), settings, gate);
+    let archive = Archive::open(settings)?;
+    let app = router(store.clone(), settings, gate, &archive);
+    let archive_workers = archive.start_workers(&store);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(
@@ -239,5 +256,6 @@ pub async fn spawn(settings: &Settings) -> Result<RunningApp, AppError> {
         store,
         shutdown: Some(shutdown),
         task,
+        archive_workers,
     })
 }

@@ -12,6 +12,8 @@ pub mod domain;
 pub mod error;
 /// The GraphQL API (the only async-graphql user).
 pub mod graphql;
+/// The archive of call recordings: fetch workers, the object store, playback.
+pub mod recordings;
 /// `calltrail replay`: re-processing logged deliveries.
 pub mod replay;
 /// Synthetic call traffic for `calltrail seed` and the benchmarks.

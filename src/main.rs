@@ -37,6 +37,9 @@ async fn main() -> std::process::ExitCode {
         } => run_seed(&cli.settings.database_url, calls, seed, without_events).await,
         Command::Serve => serve(&cli.settings).await,
         Command::Keys { action } => calltrail::access::cli::run(&cli.settings, action).await,
+        Command::Recordings { action } => {
+            calltrail::recordings::cli::run(&cli.settings, action).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

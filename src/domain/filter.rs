@@ -151,6 +151,7 @@ pub enum CallField {
     RawContentType,
     RawPayload,
     Revisions,
+    Recording,
 }
 
 /// Which of a page's column sets serves a field.
@@ -166,7 +167,7 @@ pub enum PagePart {
 }
 
 impl CallField {
-    pub const ALL: [CallField; 32] = [
+    pub const ALL: [CallField; 33] = [
         CallField::CallId,
         CallField::Status,
         CallField::Direction,
@@ -199,6 +200,7 @@ impl CallField {
         CallField::RawContentType,
         CallField::RawPayload,
         CallField::Revisions,
+        CallField::Recording,
     ];
 
     /// The field's name in GraphQL (`Call.<name>`).
@@ -236,6 +238,7 @@ impl CallField {
             CallField::RawContentType => "rawContentType",
             CallField::RawPayload => "rawPayload",
             CallField::Revisions => "revisions",
+            CallField::Recording => "recording",
         }
     }
 
@@ -255,6 +258,7 @@ impl CallField {
             | CallField::EndedAt
             | CallField::DurationSeconds
             | CallField::RecordingUrl
+            | CallField::Recording
             | CallField::ReceivedAt
             | CallField::UpdatedAt => PagePart::Summary,
             CallField::RawPayload => PagePart::RawPayload,

@@ -21,6 +21,7 @@ mod pg_outage;
 mod pg_writer_faults;
 mod properties;
 mod reads_vs_writes;
+mod recordings;
 mod replay;
 mod rollup;
 mod schema_drift;

@@ -404,6 +404,7 @@ async fn apply_in_transaction(
             Path::Batch => apply_batch(dialect, &txn, incomings).await,
             Path::Each => apply_each(&txn, incomings).await,
         }?;
+        crate::store::recordings::queue_for_calls(dialect, &txn, &call_ids(incomings)).await?;
         Ok((receipts, ids))
     }
     .await;
