@@ -417,3 +417,239 @@ fn the_key_never_shows_in_settings_debug_output() {
     assert!(!printed.contains(KEY), "{printed}");
     assert!(printed.contains("[redacted]"));
 }
+
+/// A new API key made by the real `calltrail keys create`.
+pub fn create_key(app: &TestApp, name: &str, role: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .args(["keys", "create", "--name", name, "--role", role])
+        .args(extra)
+        .env("DATABASE_URL", &app.database.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run calltrail keys");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("a key line")
+        .trim()
+        .to_owned()
+}
+
+/// A playback request: status, headers, body (checked never to carry the key).
+pub async fn play(
+    app: &TestApp,
+    key: Option<&str>,
+    call_id: &str,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = app.client.get(app.url(&format!("/recordings/{call_id}")));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let response = request.send().await.expect("playback");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body").to_vec();
+    for (name, value) in &headers {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(KEY.len())
+                .any(|w| w == KEY.as_bytes()),
+            "the key in header {name}"
+        );
+    }
+    assert!(
+        !body.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+        "the key in a playback body"
+    );
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn error_code(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    value["error"]["code"].as_str().unwrap_or("").to_owned()
+}
+
+const WABA: &str = "918045671200";
+
+#[tokio::test]
+async fn an_archived_recording_plays_back_with_ranges_to_the_roles_that_may_hear_it() {
+    for_each_backend(async |backend| {
+        let name = backend.name();
+        let host = MediaHost::start(KeyIn::Query).await;
+        host.set_size("played", 300_000);
+        let dir = tempfile::tempdir().expect("dir");
+        let app = TestApp::spawn_with(&backend, |s| archiving(s, dir.path(), KeyPlacement::Query))
+            .await;
+        let admin = create_key(&app, "ops", "admin", &[]);
+        let reviewer = create_key(&app, "qa", "reviewer", &[]);
+        let analyst = create_key(&app, "bi", "analyst", &[]);
+        let elsewhere = create_key(&app, "branch", "reviewer", &["--waba", "918000000000"]);
+        // The server believes "no key exists" (seen at start) for up to a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        post(&app, recorded_call("rec_play", &host.url("mp3", "played"), WABA)).await;
+        let mut plain = fixture_json("events/call-ended-incoming-recorded.json");
+        plain["callId"] = json!("rec_silent");
+        plain["recordingUrl"] = json!("");
+        post(&app, plain.to_string()).await;
+        let rec = settled(&app, Some(&admin), "rec_play", &["ARCHIVED"]).await;
+        let bytes = host.bytes_of("played");
+        let len = bytes.len();
+        let sha = sha256_hex(&bytes);
+
+        let (status, headers, body) = play(&app, Some(&reviewer), "rec_play", None).await;
+        assert_eq!(status, 200, "[{name}]");
+        assert_eq!(body, bytes, "[{name}] the whole recording");
+        assert_eq!(header(&headers, "content-length"), len.to_string());
+        assert_eq!(header(&headers, "content-type"), "audio/mpeg");
+        assert_eq!(header(&headers, "accept-ranges"), "bytes");
+        assert_eq!(header(&headers, "etag"), format!("\"{sha}\""));
+        assert_eq!(rec["sha256"], sha);
+
+        for (range, from, to) in [
+            ("bytes=0-99", 0, 100),
+            ("bytes=1000-1999", 1000, 2000),
+            ("bytes=-500", len - 500, len),
+            ("bytes=299990-", len - 10, len),
+        ] {
+            let (status, headers, body) = play(&app, Some(&reviewer), "rec_play", Some(range)).await;
+            assert_eq!(status, 206, "[{name}] {range}");
+            assert_eq!(body, bytes[from..to], "[{name}] {range}");
+            assert_eq!(header(&headers, "content-range"), format!("bytes {from}-{}/{len}", to - 1));
+            assert_eq!(header(&headers, "content-length"), (to - from).to_string());
+        }
+        let (status, headers, body) =
+            play(&app, Some(&reviewer), "rec_play", Some(&format!("bytes={len}-"))).await;
+        assert_eq!(status, 416, "[{name}]");
+        assert_eq!(header(&headers, "content-range"), format!("bytes */{len}"));
+        assert_eq!(error_code(&body), "RANGE_NOT_SATISFIABLE");
+
+        let (status, _, body) = play(&app, Some(&admin), "rec_play", Some("bytes=0-0")).await;
+        assert_eq!((status, body), (206, bytes[..1].to_vec()), "[{name}] admin");
+        let (status, _, body) = play(&app, Some(&analyst), "rec_play", None).await;
+        assert_eq!((status, error_code(&body).as_str()), (403, "FORBIDDEN"), "[{name}] analyst");
+        let (status, _, body) = play(&app, None, "rec_play", None).await;
+        assert_eq!((status, error_code(&body).as_str()), (401, "UNAUTHENTICATED"), "[{name}]");
+        let (status, _, body) = play(&app, Some(&elsewhere), "rec_play", None).await;
+        assert_eq!((status, error_code(&body).as_str()), (404, "NOT_FOUND"), "[{name}] out of scope");
+        let (status, _, body) = play(&app, Some(&reviewer), "rec_silent", None).await;
+        assert_eq!((status, error_code(&body).as_str()), (404, "NOT_FOUND"), "[{name}] no recording");
+        let (status, _, body) = play(&app, Some(&reviewer), "rec_nobody", None).await;
+        assert_eq!((status, error_code(&body).as_str()), (404, "NOT_FOUND"), "[{name}] no call");
+
+        // Analysts see how the archive stands, but not where it plays.
+        let answer = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&analyst)
+            .json(&json!({ "query": "{ call(callId: \"rec_play\") { recording { state bytes sha256 playbackPath } } }" }))
+            .send()
+            .await
+            .expect("graphql")
+            .json::<Value>()
+            .await
+            .expect("json");
+        let recording = &answer["data"]["call"]["recording"];
+        assert_eq!(recording["state"], "ARCHIVED", "[{name}] {answer}");
+        assert_eq!(recording["bytes"], len);
+        assert_eq!(recording["playbackPath"], Value::Null);
+        assert_eq!(answer["errors"][0]["extensions"]["code"], "FORBIDDEN", "{answer}");
+
+        // Each playback by a key is a row of the access log, with its byte range.
+        let logged = app
+            .query_json(
+                "SELECT key_name, byte_range, call_ids FROM access_log WHERE surface = 'recording' ORDER BY id",
+            )
+            .await;
+        let ranges: Vec<(String, String)> = logged
+            .iter()
+            .map(|r| {
+                assert_eq!(r["call_ids"], "[\"rec_play\"]");
+                (
+                    r["key_name"].as_str().unwrap_or("").to_owned(),
+                    r["byte_range"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = [
+            ("qa", "all"),
+            ("qa", "0-99"),
+            ("qa", "1000-1999"),
+            ("qa", "-500"),
+            ("qa", "299990-"),
+            ("qa", "300000-"),
+            ("ops", "0-0"),
+        ]
+        .iter()
+        .map(|(k, r)| (k.to_string(), r.to_string()))
+        .collect();
+        assert_eq!(ranges, expected, "[{name}]");
+        assert_eq!(host.hits("mp3", "played"), 1, "[{name}] played from the archive");
+        app.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_recording_not_archived_yet_plays_through_from_doubletick() {
+    for_each_backend(async |backend| {
+        let name = backend.name();
+        let host = MediaHost::start(KeyIn::Query).await;
+        host.set_size("fresh", 20_000);
+        let dir = tempfile::tempdir().expect("dir");
+        let app = TestApp::spawn_with(&backend, |s| {
+            archiving(s, dir.path(), KeyPlacement::Query);
+            // The first attempt fails (503) and the next is far away.
+            s.archive_retry_base = Duration::from_secs(600);
+        })
+        .await;
+        post(
+            &app,
+            recorded_call("rec_fresh", &host.url("later", "fresh"), WABA),
+        )
+        .await;
+        let rec = settled(&app, None, "rec_fresh", &["RETRYING"]).await;
+        assert!(
+            rec["lastError"].as_str().unwrap_or("").contains("503"),
+            "{rec}"
+        );
+        let bytes = host.bytes_of("fresh");
+        let (status, headers, body) = play(&app, None, "rec_fresh", None).await;
+        assert_eq!(status, 200, "[{name}] {}", String::from_utf8_lossy(&body));
+        assert_eq!(body, bytes);
+        assert_eq!(header(&headers, "content-type"), "audio/mpeg");
+        let (status, headers, body) = play(&app, None, "rec_fresh", Some("bytes=0-99")).await;
+        assert_eq!(status, 206, "[{name}]");
+        assert_eq!(body, bytes[..100]);
+        assert_eq!(header(&headers, "content-range"), "bytes 0-99/20000");
+        assert_eq!(
+            host.hits("later", "fresh"),
+            3,
+            "[{name}] one attempt, two playbacks"
+        );
+        assert_eq!(host.refused(), 0, "the key was added server-side");
+        let rec = recording(&app, None, "rec_fresh").await;
+        assert_eq!(
+            rec["state"], "RETRYING",
+            "[{name}] the job is left to finish"
+        );
+        app.finish().await;
+    })
+    .await;
+}

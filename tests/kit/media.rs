@@ -5,7 +5,7 @@
 //! Paths are `/media/<behaviour>/<name>`; the behaviour is one of:
 //! `mp3` (audio/mpeg bytes, `Range` honoured), `octet` (the same bytes as
 //! application/octet-stream), `missing` (404), `gone` (410), `error` (500), `flaky` (500 for
-//! the first two requests, then mp3), `hang` (never answers), `trickle` (the bytes a few at a
+//! the first two requests, then mp3), `later` (503 once, then mp3), `hang` (never answers), `trickle` (the bytes a few at a
 //! time), `html` (a text/html page), `huge` (declares more bytes than any cap),
 //! `endless` (streams without a length until the client stops).
 // Each test uses part of it.
@@ -194,6 +194,8 @@ async fn serve(
         "error" => (StatusCode::INTERNAL_SERVER_ERROR, "upstream broke").into_response(),
         "flaky" if count <= 2 => (StatusCode::INTERNAL_SERVER_ERROR, "try later").into_response(),
         "flaky" => ranged(bytes, "audio/mpeg", &headers),
+        "later" if count == 1 => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+        "later" => ranged(bytes, "audio/mpeg", &headers),
         "hang" => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::NO_CONTENT.into_response()
