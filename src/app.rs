@@ -26,6 +26,7 @@ use crate::ops::metrics::{Metrics, MetricsState};
 use crate::ops::probes::ProbeState;
 use crate::ops::server::{Background, Shutdown};
 use crate::ops::{self};
+use crate::recordings::{self, Archive};
 use crate::store::Store;
 use crate::store::ingest::Ingestor;
 use crate::webhook::{self, WebhookState, auth::Tokens};
@@ -35,14 +36,21 @@ pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
 
 /// The router over an opened, migrated store; `gate` decides who reads, `ingestor` writes,
 /// `metrics` counts (and is served at `/metrics` unless `--metrics-addr` gives it a listener of
-/// its own).
+/// its own), `archive` keeps and plays the recordings.
 pub fn router(
     store: Store,
     settings: &Settings,
     gate: Gate,
     ingestor: Ingestor,
     metrics: Metrics,
+    archive: &Archive,
 ) -> Router {
+    let recordings = recordings::playback::routes(
+        store.clone(),
+        gate.clone(),
+        ingestor.clone(),
+        archive.clone(),
+    );
     let webhook_state = WebhookState {
         tokens: Arc::new(Tokens::new(&settings.tokens())),
         ingestor: ingestor.clone(),
@@ -51,6 +59,7 @@ pub fn router(
         store.clone(),
         Limits {
             max_page_size: settings.max_page_size,
+            archiving: archive.configured(),
         },
         gate.clone(),
         ingestor.clone(),
@@ -101,6 +110,7 @@ pub fn router(
         .merge(exports)
         .merge(probes)
         .merge(scrape)
+        .merge(recordings)
         .fallback(not_found)
         .layer(axum::middleware::map_request_with_state(
             settings.body_read_timeout,
@@ -306,14 +316,27 @@ pub async fn spawn(settings: &Settings) -> Result<RunningApp, AppError> {
     );
     // Stopped in this order once no request is left. The writer stops by itself once the
     // routers (the last holders of its handle) are gone, after committing what is queued.
-    let background = vec![Background::new("webhook writer", || {}, {
+    let archive = Archive::open(settings)?;
+    let mut background = Vec::new();
+    if let Some(workers) = archive.start_workers(&store) {
+        metrics.register_archive(workers.counters.clone());
+        background.push(Background::new("recording archive", || {}, workers.stop()));
+    }
+    background.push(Background::new("webhook writer", || {}, {
         let drained = ingestor.drained();
         drained.wait()
-    })];
+    }));
     let metrics_only = metrics_listener
         .is_some()
         .then(|| metrics_router(&store, &ingestor, &metrics));
-    let app = router(store.clone(), settings, gate, ingestor, metrics.clone());
+    let app = router(
+        store.clone(),
+        settings,
+        gate,
+        ingestor,
+        metrics.clone(),
+        &archive,
+    );
     let (shutdown, stopped) = oneshot::channel::<()>();
     let (stopping, signal) = watch::channel(false);
     let when = |mut signal: watch::Receiver<bool>| async move {

@@ -106,6 +106,81 @@ pub struct Settings {
     /// `calltrail db grant-runtime`); refuse to start if a migration is pending.
     #[arg(long, env = "CALLTRAIL_NO_MIGRATE", global = true)]
     pub no_migrate: bool,
+
+    // Recordings: archiving DoubleTick's recordings and playing them back.
+    /// DoubleTick's API key, which opens recording links: archiving and playback through
+    /// DoubleTick need it. A secret: never printed, logged or shown.
+    #[arg(
+        long,
+        env = "DOUBLETICK_API_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub doubletick_api_key: Option<crate::recordings::Secret>,
+    /// Where the key goes on a recording request: `query` (`?token=<key>`) or `header`
+    /// (`Authorization: <key>`).
+    #[arg(
+        long,
+        env = "CALLTRAIL_DOUBLETICK_KEY_IN",
+        value_enum,
+        default_value = "query",
+        global = true
+    )]
+    pub doubletick_key_in: crate::recordings::KeyPlacement,
+    /// Where recordings are kept: `file:<dir>` or `s3://bucket/prefix` (standard `AWS_*`
+    /// variables; `AWS_ENDPOINT_URL` for a store other than AWS).
+    #[arg(
+        long,
+        env = "CALLTRAIL_RECORDINGS",
+        default_value = "file:./recordings",
+        global = true
+    )]
+    pub recordings: String,
+    /// Recordings fetched at once by this instance.
+    #[arg(
+        long,
+        env = "CALLTRAIL_ARCHIVE_WORKERS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64),
+        global = true
+    )]
+    pub archive_workers: u16,
+    /// Longest one fetch of a recording may take, start to stored (`10m`, `90s`).
+    #[arg(
+        long,
+        env = "CALLTRAIL_ARCHIVE_FETCH_TIMEOUT",
+        default_value = "10m",
+        value_parser = crate::recordings::parse_span,
+        global = true
+    )]
+    pub archive_fetch_timeout: Duration,
+    /// How long a recording that fails to fetch is retried before it is given up (FAILED).
+    #[arg(
+        long,
+        env = "CALLTRAIL_ARCHIVE_RETRY_WINDOW",
+        default_value = "72h",
+        value_parser = crate::recordings::parse_span,
+        global = true
+    )]
+    pub archive_retry_window: Duration,
+    /// The first wait before retrying a fetch; it doubles per attempt (to an hour), ±50 %.
+    #[arg(
+        long,
+        env = "CALLTRAIL_ARCHIVE_RETRY_BASE",
+        default_value = "30s",
+        value_parser = crate::recordings::parse_span,
+        global = true,
+        hide = true
+    )]
+    pub archive_retry_base: Duration,
+    /// Largest recording archived, in bytes; a larger one is FAILED.
+    #[arg(
+        long,
+        env = "CALLTRAIL_MAX_RECORDING_BYTES",
+        default_value_t = 500_000_000,
+        global = true
+    )]
+    pub max_recording_bytes: u64,
 }
 
 /// `500ms`, `10s` or `10` (seconds).
@@ -171,6 +246,19 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(30),
             // Evidence (issue 19).
             no_migrate: false,
+            // Recordings: in code-built settings (tests), in the temp directory; content
+            // addressing makes sharing it harmless.
+            doubletick_api_key: None,
+            doubletick_key_in: crate::recordings::KeyPlacement::Query,
+            recordings: format!(
+                "file:{}",
+                std::env::temp_dir().join("calltrail-recordings").display()
+            ),
+            archive_workers: 2,
+            archive_fetch_timeout: Duration::from_secs(600),
+            archive_retry_window: Duration::from_secs(72 * 3600),
+            archive_retry_base: Duration::from_secs(30),
+            max_recording_bytes: 500_000_000,
         }
     }
 
@@ -298,6 +386,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DbCommand,
     },
+    /// Archived recordings: queue the calls stored before archiving, re-check what is stored.
+    Recordings {
+        #[command(subcommand)]
+        action: RecordingsCommand,
+    },
 }
 
 /// `calltrail db ...`.
@@ -309,6 +402,17 @@ pub enum DbCommand {
         /// The role (created beforehand, e.g. `CREATE ROLE calltrail_app LOGIN PASSWORD ...`).
         role: String,
     },
+}
+
+/// `calltrail recordings ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// Queue the recording of every stored call that has none queued (calls stored before
+    /// archiving existed); the running servers' workers archive them.
+    Backfill,
+    /// Re-read every archived recording from the store and compare its SHA-256 and size;
+    /// exits non-zero on any mismatch or missing object.
+    Verify,
 }
 
 #[cfg(test)]

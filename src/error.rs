@@ -28,6 +28,9 @@ pub enum AppError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A `Range` no byte of the object (this many bytes long) satisfies.
+    #[error("the range asked for is outside the recording's {0} bytes")]
+    RangeNotSatisfiable(u64),
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error(
@@ -68,6 +71,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,6 +90,7 @@ impl AppError {
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound => "NOT_FOUND",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            AppError::RangeNotSatisfiable(_) => "RANGE_NOT_SATISFIABLE",
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",

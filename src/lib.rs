@@ -16,6 +16,8 @@ pub mod export;
 pub mod graphql;
 /// Running in production: metrics, probes, request ids and logs, the serve loop.
 pub mod ops;
+/// The archive of call recordings: fetch workers, the object store, playback.
+pub mod recordings;
 /// `calltrail replay`: re-processing logged deliveries.
 pub mod replay;
 /// Synthetic call traffic for `calltrail seed` and the benchmarks.

@@ -51,6 +51,9 @@ async fn main() -> std::process::ExitCode {
             }),
             Err(e) => Err(e),
         },
+        Command::Recordings { action } => {
+            calltrail::recordings::cli::run(&cli.settings, action).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

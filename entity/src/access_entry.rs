@@ -18,6 +18,8 @@ pub struct Model {
     pub client_address: Option<String>,
     /// JSON array of the callIds whose identity the answer carried.
     pub call_ids: String,
+    /// The bytes a recording playback asked for (`0-99`, `-500`, `all`); none elsewhere.
+    pub byte_range: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

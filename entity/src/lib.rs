@@ -7,3 +7,5 @@ pub mod call_bucket;
 pub mod call_event;
 pub mod call_revision;
 pub mod delivery;
+pub mod recording;
+pub mod recording_job;

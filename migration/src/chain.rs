@@ -69,6 +69,7 @@ pub const ACCESS_LOG: Chain = Chain {
         ("query_sha256", Kind::Text, true),
         ("client_address", Kind::Text, true),
         ("call_ids", Kind::Text, false),
+        ("byte_range", Kind::Text, true),
     ],
 };
 

@@ -14,6 +14,7 @@ mod m20261127_000007_bucket_totals;
 mod m20261128_000008_create_call_half_hours;
 mod m20261201_000009_create_write_probe;
 mod m20261201_000010_create_access;
+mod m20261202_000011_create_recordings;
 mod m20261202_000012_chain_logs;
 mod m20261202_000013_protect_events;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_create_call_half_hours::Migration),
             Box::new(m20261201_000009_create_write_probe::Migration),
             Box::new(m20261201_000010_create_access::Migration),
+            Box::new(m20261202_000011_create_recordings::Migration),
             Box::new(m20261202_000012_chain_logs::Migration),
             Box::new(m20261202_000013_protect_events::Migration),
         ]

@@ -151,6 +151,7 @@ pub enum CallField {
     RawContentType,
     RawPayload,
     Revisions,
+    Recording,
 }
 
 /// Which of a page's column sets serves a field.
@@ -166,7 +167,7 @@ pub enum PagePart {
 }
 
 impl CallField {
-    pub const ALL: [CallField; 32] = [
+    pub const ALL: [CallField; 33] = [
         CallField::CallId,
         CallField::Status,
         CallField::Direction,
@@ -199,6 +200,7 @@ impl CallField {
         CallField::RawContentType,
         CallField::RawPayload,
         CallField::Revisions,
+        CallField::Recording,
     ];
 
     /// The field's name in GraphQL (`Call.<name>`).
@@ -236,6 +238,7 @@ impl CallField {
             CallField::RawContentType => "rawContentType",
             CallField::RawPayload => "rawPayload",
             CallField::Revisions => "revisions",
+            CallField::Recording => "recording",
         }
     }
 
@@ -255,6 +258,7 @@ impl CallField {
             | CallField::EndedAt
             | CallField::DurationSeconds
             | CallField::RecordingUrl
+            | CallField::Recording
             | CallField::ReceivedAt
             | CallField::UpdatedAt => PagePart::Summary,
             CallField::RawPayload => PagePart::RawPayload,
@@ -312,13 +316,16 @@ impl CallField {
             | CallField::ReceivedAt
             | CallField::UpdatedAt
             | CallField::Revision
-            | CallField::RawContentType => false,
+            | CallField::RawContentType
+            // Its state, size and checksum are open to every role; its playback is not.
+            | CallField::Recording => false,
         }
     }
 
-    /// Whether the field is one value per call (a table column), not a list of records.
+    /// Whether the field is one value per call (a table column), not a list of records or an
+    /// object.
     pub fn is_scalar(self) -> bool {
-        self != CallField::Revisions
+        !matches!(self, CallField::Revisions | CallField::Recording)
     }
 
     /// The field of a GraphQL name, if it is one.

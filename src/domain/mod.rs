@@ -4,6 +4,7 @@ pub mod event;
 pub mod filter;
 pub mod lifecycle;
 pub mod phone;
+pub mod recording;
 pub mod stats;
 pub mod viewer;
 

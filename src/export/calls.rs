@@ -95,8 +95,8 @@ pub fn value(call: &Call, field: CallField) -> Value {
         CallField::Revision => Value::from(call.revision),
         CallField::RawContentType => Value::String(call.raw_content_type.clone()),
         CallField::RawPayload => Value::String(call.raw_payload.clone()),
-        // Not a column: a list of records (the evidence bundle carries them).
-        CallField::Revisions => Value::Null,
+        // Not columns: a list of records and an object (the evidence bundle carries them).
+        CallField::Revisions | CallField::Recording => Value::Null,
     }
 }
 

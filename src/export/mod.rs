@@ -131,6 +131,7 @@ async fn log(
         query_sha256: None,
         client_address: Some(peer.ip().to_string()),
         call_ids: Vec::new(),
+        byte_range: None,
     };
     state
         .ingestor

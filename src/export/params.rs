@@ -376,7 +376,8 @@ mod tests {
         assert_eq!(export.order, CallOrder::default());
         assert!(!export.fields_chosen);
         assert!(!export.fields.contains(&CallField::Revisions));
-        assert_eq!(export.fields.len(), CallField::ALL.len() - 1);
+        assert_eq!(export.fields.len(), CallField::ALL.len() - 2);
+        assert!(!export.fields.contains(&CallField::Recording));
     }
 
     #[test]

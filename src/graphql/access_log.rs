@@ -44,7 +44,8 @@ impl AccessLogEntry {
     async fn role(&self) -> &str {
         &self.0.entry.role
     }
-    /// Where the read came in: `graphql` (and, later, `recording`, `export`).
+    /// Where the read came in: `graphql`, `recording` (a playback of `GET /recordings/{callId}`),
+    /// and later `export`.
     async fn surface(&self) -> &str {
         &self.0.entry.surface
     }
@@ -63,6 +64,10 @@ impl AccessLogEntry {
     /// The calls whose customer identity the answer carried.
     async fn call_ids(&self) -> Vec<ID> {
         self.0.entry.call_ids.iter().cloned().map(ID).collect()
+    }
+    /// A recording playback's byte range as asked (`0-99`, `100-`, `-500`), or `all`.
+    async fn byte_range(&self) -> Option<&str> {
+        self.0.entry.byte_range.as_deref()
     }
 }
 

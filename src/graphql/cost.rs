@@ -25,6 +25,8 @@ pub const HISTOGRAM: usize = 500;
 pub const TOTAL_COUNT: usize = 20;
 /// `revisions`: one query per call.
 pub const REVISIONS: usize = 20;
+/// `recording`: two short queries per call.
+pub const RECORDING: usize = 20;
 
 /// Refuses a request whose operation has more than [`MAX_ROOT_FIELDS`] root fields, before any
 /// SQL runs. A request that does not parse is left for async-graphql to report.

@@ -45,6 +45,9 @@ pub const MAX_COMPLEXITY: usize = cost::MAX_COMPLEXITY;
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_page_size: u64,
+    /// Recordings are archived (a DoubleTick key is configured); without, a recording not
+    /// archived is `NOT_CONFIGURED`.
+    pub archiving: bool,
 }
 
 /// What `/graphql` serves: the schema with its data (the store and the limits), the same
@@ -242,6 +245,7 @@ async fn run(
             query_sha256: Some(query_sha256),
             client_address: Some(peer.ip().to_string()),
             call_ids: trail.call_ids(),
+            byte_range: None,
         };
         if let Err(e) = api.ingestor.log_access(entry).await {
             answered.code = "SERVICE_UNAVAILABLE";

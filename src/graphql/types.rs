@@ -5,6 +5,7 @@ use super::access::identity;
 use super::scalars::DateTime;
 use super::{GqlResult, gql};
 use crate::domain::call::CallRevision as DomainRevision;
+use crate::domain::recording::{JobState, RecordingStatus};
 use crate::domain::{self, Anomaly};
 use crate::store::calls::Page;
 use crate::store::reader::Reader;
@@ -166,11 +167,29 @@ impl Call {
     async fn duration_seconds(&self) -> i64 {
         self.0.duration_seconds
     }
-    /// `recordingUrl` as sent (it opens only with the account's API key, which calltrail never
-    /// holds); `null` when none. Refused (FORBIDDEN) to analyst keys.
+    /// `recordingUrl` as sent (it opens only with the account's DoubleTick API key, which
+    /// calltrail holds and never shows: play it from `recording.playbackPath`); `null` when
+    /// none. Refused (FORBIDDEN) to analyst keys.
     async fn recording_url(&self, ctx: &Context<'_>) -> GqlResult<Option<&str>> {
         identity(ctx, &self.0, "recordingUrl")?;
         Ok(self.0.recording_url.as_deref())
+    }
+    /// The recording of this call as calltrail archives it; `null` when the call has none.
+    /// Its state, size and checksum are open to every role; `playbackPath` is refused
+    /// (FORBIDDEN) to analyst keys, as playback is.
+    #[graphql(complexity = "super::cost::RECORDING")]
+    async fn recording(&self, ctx: &Context<'_>) -> GqlResult<Option<Recording>> {
+        if self.0.recording_url.is_none() {
+            return Ok(None);
+        }
+        let store = ctx.data::<Reader>()?;
+        let archiving = ctx.data::<super::Limits>()?.archiving;
+        let status = Box::pin(store.recording(&self.0)).await.map_err(gql)?;
+        Ok(status.map(|status| Recording {
+            status,
+            archiving,
+            call: self.0.clone(),
+        }))
     }
     /// `isNewCaller` (missed calls).
     async fn is_new_caller(&self) -> Option<bool> {
@@ -320,5 +339,100 @@ impl CallConnection {
             page_info,
             filter,
         }
+    }
+}
+
+/// Where the archiving of a recording stands.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RecordingState {
+    /// Not archived, and no DoubleTick API key is configured to fetch it
+    /// (`--doubletick-api-key`); see `lastError`.
+    NotConfigured,
+    /// Queued; no attempt has finished yet.
+    Pending,
+    /// In the archive: `sha256`, `bytes`, `contentType` and `archivedAt` say what was stored.
+    Archived,
+    /// An attempt failed in a way a later one may fix (a timeout, a 5xx): tried again after a
+    /// back-off, until the retry window passes.
+    Retrying,
+    /// Given up: not audio, larger than the size cap, refused, or retried for the whole window
+    /// (`lastError` says which).
+    Failed,
+    /// DoubleTick answered 404 or 410: the recording is no longer there.
+    Gone,
+}
+
+impl RecordingState {
+    /// The state shown for a job in `state` (none when never queued), given whether recordings
+    /// are fetched at all.
+    pub fn of(state: Option<JobState>, archiving: bool) -> RecordingState {
+        match state {
+            Some(JobState::Archived) => RecordingState::Archived,
+            Some(JobState::Failed) => RecordingState::Failed,
+            Some(JobState::Gone) => RecordingState::Gone,
+            _ if !archiving => RecordingState::NotConfigured,
+            Some(JobState::Retrying) => RecordingState::Retrying,
+            Some(JobState::Pending) | None => RecordingState::Pending,
+        }
+    }
+}
+
+/// A call's recording as calltrail keeps it.
+pub struct Recording {
+    status: RecordingStatus,
+    archiving: bool,
+    call: domain::Call,
+}
+
+/// A call's recording: its archiving state, what was archived, and where it plays.
+#[Object]
+impl Recording {
+    async fn state(&self) -> RecordingState {
+        RecordingState::of(self.status.state, self.archiving)
+    }
+    /// SHA-256 (hex) of the archived bytes; also the `ETag` of its playback.
+    async fn sha256(&self) -> Option<&str> {
+        self.status.archived.as_ref().map(|a| a.sha256.as_str())
+    }
+    /// Size of the archived recording in bytes.
+    async fn bytes(&self) -> Option<i64> {
+        self.status.archived.as_ref().map(|a| a.bytes)
+    }
+    /// Its content type (`audio/mpeg`, ...).
+    async fn content_type(&self) -> Option<&str> {
+        self.status
+            .archived
+            .as_ref()
+            .map(|a| a.content_type.as_str())
+    }
+    /// When it was archived.
+    async fn archived_at(&self) -> Option<DateTime> {
+        self.status
+            .archived
+            .as_ref()
+            .map(|a| DateTime(a.archived_at))
+    }
+    /// Fetch attempts made so far.
+    async fn attempts(&self) -> i32 {
+        self.status.attempts
+    }
+    /// Why the last attempt failed, or why nothing is fetched; never the key nor the link.
+    async fn last_error(&self) -> Option<String> {
+        match (&self.status.last_error, self.status.state) {
+            (Some(error), _) => Some(error.clone()),
+            (None, Some(JobState::Archived)) => None,
+            (None, _) if !self.archiving => Some(
+                "not archived: no DoubleTick API key is configured (--doubletick-api-key)".into(),
+            ),
+            (None, _) => None,
+        }
+    }
+    /// Where it plays: `GET` this path with the same API key (`Range` requests answered).
+    /// Refused (FORBIDDEN) to analyst keys.
+    async fn playback_path(&self, ctx: &Context<'_>) -> GqlResult<Option<String>> {
+        identity(ctx, &self.call, "recording.playbackPath")?;
+        Ok(Some(crate::recordings::playback::playback_path(
+            &self.call.call_id,
+        )))
     }
 }

@@ -81,6 +81,19 @@ struct Inner {
     writer_failing: Gauge,
     connections_open: Gauge,
     names: Mutex<OperationNames>,
+    archive: ArchiveMetrics,
+}
+
+/// The recording archive: its queue, read at scrape time, and its workers' counters.
+#[derive(Debug, Default)]
+struct ArchiveMetrics {
+    backlog: Gauge,
+    oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    attempts: Counter,
+    archived: Counter,
+    failures: Counter,
+    /// The running workers' counters (none without a DoubleTick key).
+    workers: Mutex<Option<Arc<crate::recordings::ArchiveCounters>>>,
 }
 
 impl Default for Metrics {
@@ -177,9 +190,33 @@ impl Metrics {
             "The running calltrail's version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        // The recording archive registers its metrics here at merge:
-        // calltrail_recording_archive_backlog, calltrail_recording_archive_oldest_pending_seconds,
-        // calltrail_recording_archive_attempts_total, calltrail_recording_archive_failures_total.
+        let archive = ArchiveMetrics::default();
+        registry.register(
+            "recording_archive_backlog",
+            "Recordings waiting to be archived (pending or retrying)",
+            archive.backlog.clone(),
+        );
+        registry.register_with_unit(
+            "recording_archive_oldest_pending",
+            "Age of the oldest recording waiting to be archived; 0 when none waits",
+            Unit::Seconds,
+            archive.oldest_pending_seconds.clone(),
+        );
+        registry.register(
+            "recording_archive_attempts",
+            "Fetches of a recording tried by this instance's archive workers",
+            archive.attempts.clone(),
+        );
+        registry.register(
+            "recording_archive_archived",
+            "Recordings this instance archived (fetched, hashed and stored)",
+            archive.archived.clone(),
+        );
+        registry.register(
+            "recording_archive_failures",
+            "Fetches that did not archive (to be retried, failed or gone)",
+            archive.failures.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -197,6 +234,7 @@ impl Metrics {
                 writer_failing,
                 connections_open,
                 names: Mutex::default(),
+                archive,
             }),
         }
     }
@@ -204,6 +242,16 @@ impl Metrics {
     /// The webhook writer's side of these metrics (batch sizes, access-log writes).
     pub fn writer_observer(&self) -> Arc<dyn WriterObserver> {
         Arc::new(self.clone())
+    }
+
+    /// Counts what the recording archive's workers do.
+    pub fn register_archive(&self, counters: Arc<crate::recordings::ArchiveCounters>) {
+        *self
+            .inner
+            .archive
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(counters);
     }
 
     /// Records the latest readiness answer.
@@ -239,7 +287,34 @@ impl Metrics {
                 .get_or_create(&PoolNameLabels { pool: pool.pool })
                 .set(i64::from(pool.max));
         }
-        // The recording archive's backlog query is run here at merge.
+        let archive = &inner.archive;
+        match store.recording_backlog().await {
+            Ok(backlog) => {
+                archive
+                    .backlog
+                    .set(i64::try_from(backlog.open).unwrap_or(i64::MAX));
+                let age = backlog.oldest_queued_at.map_or(0.0, |t| {
+                    (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                archive.oldest_pending_seconds.set(age);
+            }
+            Err(e) => tracing::debug!(error = %e, "metrics: the archive backlog could not be read"),
+        }
+        let workers = archive
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(workers) = workers {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (counter, now) in [
+                (&archive.attempts, workers.attempts.load(Relaxed)),
+                (&archive.archived, workers.archived.load(Relaxed)),
+                (&archive.failures, workers.failures.load(Relaxed)),
+            ] {
+                counter.inc_by(now.saturating_sub(counter.get()));
+            }
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &inner.registry)
             .map_err(|e| e.to_string())?;

@@ -27,6 +27,8 @@ pub struct AccessEntry {
     pub client_address: Option<String>,
     /// The calls whose identity the answer carried, sorted, each once.
     pub call_ids: Vec<String>,
+    /// A recording playback's byte range (`0-99`, `100-`, `-500`, or `all`).
+    pub byte_range: Option<String>,
 }
 
 /// A logged read, as admins query it.
@@ -60,6 +62,7 @@ pub(crate) async fn append(
         query_sha256: Set(entry.query_sha256.clone()),
         client_address: Set(entry.client_address.clone()),
         call_ids: Set(serde_json::to_string(&entry.call_ids).unwrap_or_else(|_| "[]".into())),
+        byte_range: Set(entry.byte_range.clone()),
         ..Default::default()
     }
     .insert(txn)
@@ -138,6 +141,7 @@ impl Store {
                         query_sha256: m.query_sha256,
                         client_address: m.client_address,
                         call_ids,
+                        byte_range: m.byte_range,
                     },
                 })
             })

@@ -6,6 +6,7 @@
 //! - `rollup/`: the pre-aggregated tiers: kept equal to `calls`, and answering from them.
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
+//!   `recordings`: the archive queue and the archived recordings;
 //!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
@@ -18,6 +19,7 @@ pub mod filter;
 pub mod ingest;
 pub mod keys;
 pub mod reader;
+pub mod recordings;
 pub mod rollup;
 pub mod runtime;
 pub mod seed;

@@ -63,6 +63,24 @@ impl Reader {
         self.store.revisions(&call.call_id).await
     }
 
+    /// How the recording of `call` (a call this reader read) stands; none for a call out of
+    /// scope or without a recording link.
+    pub async fn recording(
+        &self,
+        call: &Call,
+    ) -> Result<Option<crate::domain::recording::RecordingStatus>, AppError> {
+        let Some(url) = call.recording_url.as_deref() else {
+            return Ok(None);
+        };
+        if !self.scope.admits(call) {
+            return Ok(None);
+        }
+        self.store
+            .recording_status(&call.call_id, url)
+            .await
+            .map(Some)
+    }
+
     pub async fn bucket_plan(&self, request: &StatsRequest) -> Result<BucketPlan, AppError> {
         self.store
             .bucket_plan(&self.scope.restrict_stats(request))

@@ -8,6 +8,7 @@ mod databases;
 pub mod dataset;
 mod inspect;
 pub mod load;
+pub mod media;
 
 pub use databases::{Backend, TestDatabase, backends, postgres_only};
 pub use inspect::Inspect;

@@ -275,6 +275,16 @@ impl Dialect {
         }
     }
 
+    /// What a worker's claim of the next archive job adds to the sub-query that picks it, so
+    /// that instances sharing one database never pick the same job: PostgreSQL skips rows
+    /// another transaction holds; SQLite's single writer already serialises the claims.
+    pub(crate) fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// The calls among `call_ids` that already have a row.
     pub(crate) async fn existing_calls(
         self,

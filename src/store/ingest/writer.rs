@@ -473,10 +473,14 @@ async fn apply_in_transaction(
             Vec::new()
         } else {
             dialect.lock_calls(&txn, &call_ids(incomings)).await?;
-            match path {
+            let receipts = match path {
                 Path::Batch => apply_batch(dialect, &txn, incomings).await,
                 Path::Each => apply_each(&txn, incomings).await,
-            }?
+            }?;
+            // A recording link stored with a call queues its archive job in the same
+            // transaction, so no crash can lose it.
+            crate::store::recordings::queue_for_calls(dialect, &txn, &call_ids(incomings)).await?;
+            receipts
         };
         // Both logs' new rows are linked last, so the chains' locks are held only until COMMIT.
         let delivered: Vec<i64> = receipts.iter().map(|r| r.delivery_id).collect();
