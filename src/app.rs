@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -19,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::access::Gate;
 use crate::config::Settings;
 use crate::error::{AppError, RETRY_AFTER_SECONDS};
+use crate::export::{self, ExportState};
 use crate::graphql::{self, Limits};
 use crate::ops;
 use crate::ops::metrics::{Metrics, MetricsState};
@@ -50,7 +52,7 @@ pub fn router(
         Limits {
             max_page_size: settings.max_page_size,
         },
-        gate,
+        gate.clone(),
         ingestor.clone(),
     );
     let webhooks = Router::new()
@@ -81,6 +83,16 @@ pub fn router(
         None => metrics_router(&store, &ingestor, &metrics),
         Some(_) => Router::new(),
     };
+    let exports = Router::new()
+        .route("/export/calls.csv", get(export::calls_csv))
+        .route("/export/calls.ndjson", get(export::calls_ndjson))
+        .route("/export/stats.csv", get(export::stats_csv))
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(ExportState {
+            store: store.clone(),
+            gate: gate.clone(),
+            ingestor: ingestor.clone(),
+        });
     Router::new()
         .route("/health", get(health))
         .with_state((store, ingestor))
@@ -88,6 +100,7 @@ pub fn router(
         .merge(api)
         .merge(probes)
         .merge(scrape)
+        .merge(exports)
         .fallback(not_found)
         .layer(axum::middleware::map_request_with_state(
             settings.body_read_timeout,

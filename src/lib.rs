@@ -10,6 +10,8 @@ pub mod config;
 pub mod domain;
 /// The one error type, with HTTP status and stable code.
 pub mod error;
+/// CSV and NDJSON exports of calls and statistics, streamed.
+pub mod export;
 /// The GraphQL API (the only async-graphql user).
 pub mod graphql;
 /// Running in production: metrics, probes, request ids and logs, the serve loop.

@@ -277,6 +277,50 @@ impl CallField {
         }
     }
 
+    /// Whether the field tells who the customer is (or carries what would): refused to readers
+    /// who may not see identity ([`crate::domain::Viewer::may_see_identity`]).
+    pub fn is_identity(self) -> bool {
+        match self {
+            CallField::CustomerId
+            | CallField::CustomerName
+            | CallField::CustomerNumber
+            | CallField::RecordingUrl
+            | CallField::RawPayload
+            | CallField::Revisions => true,
+            CallField::CallId
+            | CallField::Status
+            | CallField::Direction
+            | CallField::WabaNumber
+            | CallField::PickedBy
+            | CallField::EndedBy
+            | CallField::RejectedBy
+            | CallField::DeviceId
+            | CallField::ChatId
+            | CallField::ChatMessageId
+            | CallField::Channel
+            | CallField::ChannelNumber
+            | CallField::PstnFrom
+            | CallField::PstnTo
+            | CallField::FailedReason
+            | CallField::StartedAt
+            | CallField::EndedAt
+            | CallField::DurationSeconds
+            | CallField::IsNewCaller
+            | CallField::IsChatAssigned
+            | CallField::NotPickedCount
+            | CallField::Anomalies
+            | CallField::ReceivedAt
+            | CallField::UpdatedAt
+            | CallField::Revision
+            | CallField::RawContentType => false,
+        }
+    }
+
+    /// Whether the field is one value per call (a table column), not a list of records.
+    pub fn is_scalar(self) -> bool {
+        self != CallField::Revisions
+    }
+
     /// The field of a GraphQL name, if it is one.
     pub fn from_name(name: &str) -> Option<CallField> {
         CallField::ALL.into_iter().find(|f| f.name() == name)
@@ -324,6 +368,19 @@ impl CallOrder {
     pub fn label(&self) -> String {
         format!("{:?}:{:?}", self.field, self.direction)
     }
+}
+
+/// The digits a customer-number filter matches by (`+91 98111-22233` → `919811122233`);
+/// `argument` names the input in the error when there are none.
+pub fn customer_digits(argument: &str, number: &str) -> Result<String, AppError> {
+    let digits = super::phone::digits(number);
+    if digits.is_empty() {
+        return Err(AppError::bad_input(
+            argument,
+            "a phone number needs at least one digit",
+        ));
+    }
+    Ok(digits)
 }
 
 impl CallFilter {

@@ -53,6 +53,41 @@ pub enum Period {
 }
 
 impl Dimension {
+    pub const ALL: [Dimension; 11] = [
+        Dimension::PickedBy,
+        Dimension::EndedBy,
+        Dimension::Direction,
+        Dimension::WabaNumber,
+        Dimension::Customer,
+        Dimension::Status,
+        Dimension::Channel,
+        Dimension::Hour,
+        Dimension::Day,
+        Dimension::Week,
+        Dimension::Month,
+    ];
+
+    /// The name GraphQL's `CallDimension` gives it (`PICKED_BY`, `DAY`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::PickedBy => "PICKED_BY",
+            Dimension::EndedBy => "ENDED_BY",
+            Dimension::Direction => "DIRECTION",
+            Dimension::WabaNumber => "WABA_NUMBER",
+            Dimension::Customer => "CUSTOMER",
+            Dimension::Status => "STATUS",
+            Dimension::Channel => "CHANNEL",
+            Dimension::Hour => "HOUR",
+            Dimension::Day => "DAY",
+            Dimension::Week => "WEEK",
+            Dimension::Month => "MONTH",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Dimension> {
+        Dimension::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// The bucket length, for the time dimensions.
     pub fn period(self) -> Option<Period> {
         match self {

@@ -137,7 +137,8 @@ impl Viewer {
     }
 
     /// Refuses a filter that selects calls by who the customer is, for a reader who may not
-    /// see identity (the answer would reveal it).
+    /// see identity (the answer would reveal it). `argument` prefixes the field's name in the
+    /// error (`filter.customerNumber`); empty, the field alone is named (an export's parameter).
     pub fn check_filter(&self, filter: &CallFilter, argument: &str) -> Result<(), AppError> {
         let by_identity = [
             (filter.customer_id.is_some(), "customerId"),
@@ -146,7 +147,12 @@ impl Viewer {
         ];
         for (used, field) in by_identity {
             if used {
-                self.require_identity(&format!("{argument}.{field}"))?;
+                let named = if argument.is_empty() {
+                    field.to_owned()
+                } else {
+                    format!("{argument}.{field}")
+                };
+                self.require_identity(&named)?;
             }
         }
         Ok(())

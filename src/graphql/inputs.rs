@@ -3,7 +3,7 @@ use async_graphql::{Enum, ID, InputObject};
 
 use super::scalars::DateTime;
 use super::types::CallDirection;
-use crate::domain::{self, phone};
+use crate::domain;
 use crate::error::AppError;
 
 /// A half-open range of instants: `from <= t < to`. Either end may be left open.
@@ -68,19 +68,11 @@ pub struct CallFilter {
 impl CallFilter {
     /// The domain filter; ranges with `from > to` or `min > max` are refused.
     pub fn to_domain(&self) -> Result<domain::CallFilter, AppError> {
-        let customer_digits = match &self.customer_number {
-            None => None,
-            Some(number) => {
-                let digits = phone::digits(number);
-                if digits.is_empty() {
-                    return Err(AppError::bad_input(
-                        "filter.customerNumber",
-                        "a phone number needs at least one digit",
-                    ));
-                }
-                Some(digits)
-            }
-        };
+        let customer_digits = self
+            .customer_number
+            .as_deref()
+            .map(|n| domain::filter::customer_digits("filter.customerNumber", n))
+            .transpose()?;
         Ok(domain::CallFilter {
             call_ids: self
                 .call_id

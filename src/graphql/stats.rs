@@ -538,3 +538,22 @@ fn group_key(request: &StatsRequest, key: &GroupKey) -> CallGroupKey {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::resolver_utils::EnumType;
+
+    use super::*;
+
+    /// The exports name dimensions as GraphQL does (`groupBy=PICKED_BY`): one list, checked here.
+    #[test]
+    fn domain_dimension_names_are_the_graphql_enum_names() {
+        let items = CallDimension::items();
+        assert_eq!(items.len(), Dimension::ALL.len());
+        for item in items {
+            let dimension = Dimension::from(item.value);
+            assert_eq!(dimension.name(), item.name);
+            assert_eq!(Dimension::from_name(item.name), Some(dimension));
+        }
+    }
+}

@@ -1,10 +1,11 @@
 //! Who may read a client's calls: API keys (the real `calltrail keys` CLI), roles, scopes, the
 //! access log, the cost limits and the query timeout, over real HTTP on both backends.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::kit::{Backend, Inspect, TestApp, TestDatabase, for_each_app, for_each_backend, load};
+use crate::kit::{
+    Backend, Inspect, TestApp, TestDatabase, create_key, for_each_app, for_each_backend, keys, load,
+};
 use calltrail::app;
 use calltrail::config::Settings;
 use serde_json::{Value, json};
@@ -13,31 +14,6 @@ const WABA_A: &str = "918045670001";
 const WABA_B: &str = "918045670002";
 const AGENT_X: &str = "919700000001";
 const AGENT_Y: &str = "919700000002";
-
-/// Runs `calltrail keys ARGS` on the app's database; returns stdout, failing on a non-zero exit.
-fn keys(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_calltrail"))
-        .arg("keys")
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run calltrail keys");
-    assert!(
-        out.status.success(),
-        "keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A new key (the last line `keys create` prints).
-fn create_key(app: &TestApp, name: &str, role: &str, extra: &[&str]) -> String {
-    let mut args = vec!["create", "--name", name, "--role", role];
-    args.extend_from_slice(extra);
-    let out = keys(&app.database.url, &args);
-    out.lines().last().expect("a key line").trim().to_owned()
-}
 
 async fn graphql_as(
     app: &TestApp,

@@ -13,6 +13,7 @@ mod call_stats;
 mod delivery_log;
 mod disk_full;
 mod durability;
+mod exports;
 mod formats;
 mod graphiql_http;
 mod graphql_calls;

@@ -13,6 +13,7 @@ pub use databases::{Backend, TestDatabase, backends, postgres_only};
 pub use inspect::Inspect;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use calltrail::app::{self, RunningApp};
 use calltrail::config::Settings;
@@ -150,6 +151,31 @@ pub async fn stop(running: RunningApp) {
     let store = running.store.clone();
     running.stop().await;
     store.close().await;
+}
+
+/// Runs `calltrail keys ARGS` on the app's database; returns stdout, failing on a non-zero exit.
+pub fn keys(url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_calltrail"))
+        .arg("keys")
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run calltrail keys");
+    assert!(
+        out.status.success(),
+        "keys {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new key (the last line `keys create` prints).
+pub fn create_key(app: &TestApp, name: &str, role: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create", "--name", name, "--role", role];
+    args.extend_from_slice(extra);
+    let out = keys(&app.database.url, &args);
+    out.lines().last().expect("a key line").trim().to_owned()
 }
 
 /// Path of a fixture under `tests/fixtures/doubletick/`.
