@@ -1,7 +1,7 @@
 //! What the logs never hold, at any level: the real binary at `RUST_LOG=trace`, sent every kind
 //! of request (webhooks with the secret in the query, in each header DoubleTick can use, with a
 //! wrong one; bodies of every format; GraphQL with an API key over POST and GET, with a wrong
-//! key, refused and malformed), and its whole stdout and stderr searched for each secret and
+//! key, refused and malformed; exports filtered by the customer), and its whole stdout and stderr searched for each secret and
 //! for the customer's name and number.
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -190,6 +190,14 @@ async fn send_everything(base: &str, key: &str) -> usize {
             .header("content-type", "application/json")
             .body(format!("{{\"query\": \"{CUSTOMER_NAME}")),
         client
+            .get(format!("{base}/export/calls.csv"))
+            .bearer_auth(key)
+            .query(&[("customerName", CUSTOMER_NAME), ("customerNumber", CUSTOMER_NUMBER)]),
+        client
+            .get(format!("{base}/export/calls.ndjson"))
+            .bearer_auth(key)
+            .query(&[("fields", "callId,customerName,customerNumber")]),
+        client
             .get(format!("{base}/readyz"))
             .header("x-request-id", CUSTOMER_NAME),
         client.get(format!("{base}/metrics")),
@@ -227,7 +235,7 @@ async fn no_secret_or_customer_identity_is_logged_even_at_trace() {
         let answered = send_everything(&base, &key).await;
         terminate(&mut server);
         let logged = std::fs::read_to_string(&log).expect("log");
-        assert_eq!(answered, 20, "every request was answered");
+        assert_eq!(answered, 22, "every request was answered");
         let answers_logged = logged.matches("request answered").count();
         assert!(
             answers_logged >= answered,

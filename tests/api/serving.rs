@@ -324,3 +324,125 @@ async fn five_thousand_idle_connections_are_held_to_the_connection_cap() {
     assert!(open_after < CAP as f64);
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_running_at_the_shutdown_deadline_is_cut_and_the_process_exits_0() {
+    let database = TestDatabase::create(&crate::kit::Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("calltrail.log");
+    let port = free_port();
+    let mut server = serve_binary_with(
+        &database.url,
+        port,
+        TOKEN,
+        &log,
+        &[
+            ("CALLTRAIL_SHUTDOWN_TIMEOUT", "2s"),
+            ("CALLTRAIL_BODY_READ_TIMEOUT", "60s"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    assert!(
+        wait_healthy(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    // A webhook whose body stops halfway: its handler waits for the rest.
+    let mut stalled = TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            format!(
+                "POST /webhooks/doubletick HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"event\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
+    sigterm(&server);
+    let code =
+        tokio::task::spawn_blocking(move || exit_within(&mut server, Duration::from_secs(10)))
+            .await
+            .expect("wait");
+    let took = signalled.elapsed();
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    println!("shutdown deadline: exit {code:?} after {took:?}");
+    assert_eq!(code, Some(0), "{server_log}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(3500),
+        "exits at the 2 s deadline: {took:?}"
+    );
+    assert!(
+        server_log.contains("connections_cut=1"),
+        "the stalled request is cut at the deadline:\n{server_log}"
+    );
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_400_at_the_body_read_timeout_and_logged() {
+    let database = TestDatabase::create(&crate::kit::Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("calltrail.log");
+    let port = free_port();
+    let mut server = serve_binary_with(
+        &database.url,
+        port,
+        TOKEN,
+        &log,
+        &[("CALLTRAIL_BODY_READ_TIMEOUT", "1s")],
+    );
+    assert!(
+        wait_healthy(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    let mut stalled = TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    let sent = Instant::now();
+    stalled
+        .write_all(
+            format!(
+                "POST /webhooks/doubletick HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"event\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut answer))
+        .await
+        .expect("answered within 5 s")
+        .expect("read");
+    let took = sent.elapsed();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    sigterm(&server);
+    let _ = tokio::task::spawn_blocking(move || exit_within(&mut server, Duration::from_secs(10)))
+        .await;
+    let rejected = database
+        .url
+        .count_where("deliveries", "outcome = 'rejected'")
+        .await;
+    println!(
+        "stalled body: answered after {took:?}: {}",
+        answer.lines().next().unwrap_or_default()
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("MALFORMED_BODY"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        rejected, 1,
+        "the broken delivery is kept in the log, as rejected"
+    );
+}
