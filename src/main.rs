@@ -37,11 +37,22 @@ async fn main() -> std::process::ExitCode {
             expect_head,
             skip_recordings,
         } => {
-            let options = calltrail::verify::Options {
-                expect_head,
-                skip_recordings,
+            let recordings = if skip_recordings {
+                Ok(None)
+            } else {
+                calltrail::recordings::Objects::open(&cli.settings.recordings).map(Some)
             };
-            run_verify(&cli.settings.database_url, head, &options).await
+            match recordings {
+                Err(e) => Err(e),
+                Ok(recordings) => {
+                    let options = calltrail::verify::Options {
+                        expect_head,
+                        skip_recordings,
+                        recordings,
+                    };
+                    run_verify(&cli.settings.database_url, head, &options).await
+                }
+            }
         }
         Command::Db {
             action: DbCommand::GrantRuntime { role },

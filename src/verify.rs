@@ -3,6 +3,8 @@
 use migration::chain::{ACCESS_LOG, CHAINS, Chain, DELIVERIES};
 
 use crate::error::AppError;
+use crate::recordings::Objects;
+use crate::recordings::cli::verify_archive;
 use crate::store::Store;
 use crate::store::chain::Head;
 use crate::store::verify::{Checked, Difference, Snapshot};
@@ -18,6 +20,8 @@ pub enum Check {
     Calls,
     /// Both rollup tiers aggregated again from the calls.
     Rollup,
+    /// Every archived recording's object re-read and hashed.
+    Recordings,
 }
 
 impl Check {
@@ -27,31 +31,36 @@ impl Check {
             Check::Bodies => "delivery bodies".into(),
             Check::Calls => "calls against their events and revisions".into(),
             Check::Rollup => "rollup tiers against the calls".into(),
+            Check::Recordings => "archived recordings against their SHA-256 and size".into(),
         }
     }
 }
 
 /// What `calltrail verify` is asked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// A head recorded earlier (`--expect-head`): it must still be a link of a chain.
     pub expect_head: Option<String>,
     /// Do not re-hash archived recordings (`--skip-recordings`).
     pub skip_recordings: bool,
+    /// Where the archived recordings are kept (`--recordings`); without it they are not
+    /// re-hashed.
+    pub recordings: Option<Objects>,
 }
 
 /// The checks `calltrail verify` runs, in order.
 pub fn checks(options: &Options) -> Vec<Check> {
-    // Archived recordings are re-hashed by a check of their own once the archive exists;
-    // `skip_recordings` leaves it out.
-    let _ = options.skip_recordings;
-    vec![
+    let mut checks = vec![
         Check::Chain(DELIVERIES),
         Check::Chain(ACCESS_LOG),
         Check::Bodies,
         Check::Calls,
         Check::Rollup,
-    ]
+    ];
+    if !options.skip_recordings && options.recordings.is_some() {
+        checks.push(Check::Recordings);
+    }
+    checks
 }
 
 /// One check's result.
@@ -91,6 +100,8 @@ pub async fn verify(
     let mut holds_expected = false;
     for check in checks(options) {
         let checked = run(
+            store,
+            options,
             &snapshot,
             check,
             expected.as_deref(),
@@ -116,6 +127,8 @@ pub async fn verify(
 }
 
 async fn run(
+    store: &Store,
+    options: &Options,
     snapshot: &Snapshot,
     check: Check,
     expected: Option<&str>,
@@ -132,6 +145,37 @@ async fn run(
         Check::Bodies => snapshot.bodies().await,
         Check::Calls => snapshot.calls().await,
         Check::Rollup => snapshot.rollup().await,
+        Check::Recordings => match &options.recordings {
+            None => Ok(Checked {
+                rows: 0,
+                difference: None,
+            }),
+            Some(objects) => {
+                let found = verify_archive(store, objects).await?;
+                let difference = found
+                    .missing
+                    .first()
+                    .map(|(call_id, sha256)| Difference {
+                        table: "recordings".into(),
+                        id: call_id.clone(),
+                        what: format!("the archived object {sha256} is missing"),
+                    })
+                    .or_else(|| {
+                        found
+                            .mismatched
+                            .first()
+                            .map(|(call_id, recorded, now)| Difference {
+                                table: "recordings".into(),
+                                id: call_id.clone(),
+                                what: format!("archived as {recorded}, the object is now {now}"),
+                            })
+                    });
+                Ok(Checked {
+                    rows: found.checked,
+                    difference,
+                })
+            }
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`file:<dir>`) or any S3-compatible bucket (`s3://bucket/prefix`, the standard `AWS_*`
 //! variables, `AWS_ENDPOINT_URL` for a store other than AWS).
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -23,7 +23,11 @@ const PART_BYTES: usize = 5 * 1024 * 1024;
 /// Where recordings are kept.
 #[derive(Clone, Debug)]
 pub struct Objects {
-    store: Arc<dyn ObjectStore>,
+    /// Opened at first use for a directory, so a server or command that never stores or reads
+    /// a recording leaves no empty directory behind.
+    store: Arc<OnceLock<Arc<dyn ObjectStore>>>,
+    /// The directory of a `file:` store.
+    dir: Option<String>,
     prefix: Option<Path>,
     /// `file:<dir>` or `s3://bucket/prefix`, as configured (for messages).
     pub location: String,
@@ -43,12 +47,9 @@ impl Objects {
         let bad = |why: String| AppError::bad_input("recordings", why);
         if let Some(dir) = location.strip_prefix("file:") {
             let dir = if dir.is_empty() { "." } else { dir };
-            std::fs::create_dir_all(dir)
-                .map_err(|e| bad(format!("cannot create the directory {dir}: {e}")))?;
-            let store = LocalFileSystem::new_with_prefix(dir)
-                .map_err(|e| bad(format!("cannot use the directory {dir}: {e}")))?;
             return Ok(Objects {
-                store: Arc::new(store),
+                store: Arc::default(),
+                dir: Some(dir.to_owned()),
                 prefix: None,
                 location: location.to_owned(),
             });
@@ -74,8 +75,10 @@ impl Objects {
                 .build()
                 .map_err(|e| bad(format!("cannot use {location}: {e}")))?;
             let prefix = prefix.trim_matches('/');
+            let opened: Arc<dyn ObjectStore> = Arc::new(store);
             return Ok(Objects {
-                store: Arc::new(store),
+                store: Arc::new(OnceLock::from(opened)),
+                dir: None,
                 prefix: (!prefix.is_empty()).then(|| Path::from(prefix)),
                 location: location.to_owned(),
             });
@@ -96,8 +99,25 @@ impl Objects {
     }
 
     /// Size of the object of `sha256`, `None` when there is none.
+    /// The store, opened (a directory created) at first use.
+    fn store(&self) -> Result<&Arc<dyn ObjectStore>, AppError> {
+        if let Some(store) = self.store.get() {
+            return Ok(store);
+        }
+        let bad = |why: String| AppError::bad_input("recordings", why);
+        let dir = self.dir.as_deref().unwrap_or(".");
+        std::fs::create_dir_all(dir)
+            .map_err(|e| bad(format!("cannot create the directory {dir}: {e}")))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| bad(format!("cannot use the directory {dir}: {e}")))?;
+        let _ = self.store.set(Arc::new(store));
+        self.store
+            .get()
+            .ok_or_else(|| AppError::Internal("the recordings store did not open".into()))
+    }
+
     pub async fn size(&self, sha256: &str) -> Result<Option<u64>, AppError> {
-        match self.store.head(&self.path(sha256)).await {
+        match self.store()?.head(&self.path(sha256)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -116,7 +136,7 @@ impl Objects {
             return Ok(());
         }
         let upload = self
-            .store
+            .store()?
             .put_multipart(&self.path(sha256))
             .await
             .map_err(unavailable)?;
@@ -153,7 +173,7 @@ impl Objects {
             ..Default::default()
         };
         let result = self
-            .store
+            .store()?
             .get_opts(&self.path(sha256), options)
             .await
             .map_err(|e| match e {

@@ -21,6 +21,7 @@ pub const APPEND_ONLY: &[&str] = &[
     "access_log",
     "access_log_calls",
     "chain_links",
+    "recordings",
 ];
 
 /// The migrations' own bookkeeping: the runtime role reads it (is the schema current?) and
