@@ -8,7 +8,10 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::kit::{Inspect, TestApp, fixture_names, for_each_app};
+use crate::kit::media::{KeyIn, MediaHost};
+use crate::kit::{Backend, Inspect, TestApp, fixture_names, for_each_app, for_each_backend};
+use crate::recordings::{archiving, objects_in, post, recorded_call, settled};
+use calltrail::recordings::KeyPlacement;
 
 /// Every event fixture, in name order: six calls, one of them revised, one ignored delivery.
 async fn deliver_fixtures(app: &TestApp) {
@@ -335,6 +338,72 @@ async fn the_database_refuses_to_change_events_revisions_and_links() {
         }
         let (ok, printed) = verify(app, &[]);
         assert!(ok, "[{name}] {printed}");
+    })
+    .await;
+}
+
+/// (7) An archived recording altered where it is kept: `calltrail verify` re-hashes every
+/// archived object and names the call whose recording no longer matches; `--skip-recordings`
+/// leaves that check out.
+#[tokio::test]
+async fn verify_names_a_recording_altered_in_the_archive() {
+    for_each_backend(async |backend: Backend| {
+        let name = backend.name();
+        let host = MediaHost::start(KeyIn::Query).await;
+        let dir = tempfile::tempdir().expect("archive dir");
+        let app = TestApp::spawn_with(&backend, |s| {
+            archiving(s, dir.path(), KeyPlacement::Query);
+        })
+        .await;
+        post(
+            &app,
+            recorded_call("ev_rec", &host.url("mp3", "ev_rec"), "918045671200"),
+        )
+        .await;
+        let rec = settled(&app, None, "ev_rec", &["ARCHIVED"]).await;
+        assert_eq!(rec["state"], "ARCHIVED", "[{name}] {rec}");
+        let archive = format!("file:{}", dir.path().display());
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_calltrail"))
+                .arg("verify")
+                .args(args)
+                .env("DATABASE_URL", &app.database.url)
+                .env("CALLTRAIL_RECORDINGS", &archive)
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("calltrail verify runs");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (clean, printed) = run(&[]);
+        assert!(clean, "[{name}] untouched: {printed}");
+        assert!(
+            printed.contains("ok       archived recordings against their SHA-256 and size: 1 rows"),
+            "[{name}] the recording was re-hashed: {printed}"
+        );
+
+        let objects = objects_in(dir.path());
+        assert_eq!(objects.len(), 1, "[{name}] one archived object");
+        let mut bytes = std::fs::read(&objects[0]).expect("object");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&objects[0], &bytes).expect("alter the object");
+
+        let (clean, printed) = run(&[]);
+        assert!(
+            !clean,
+            "[{name}] an altered recording fails verify: {printed}"
+        );
+        assert!(
+            printed.contains("DIFFERS  archived recordings")
+                && printed.contains("recordings ev_rec"),
+            "[{name}] the row is named: {printed}"
+        );
+        let (clean, printed) = run(&["--skip-recordings"]);
+        assert!(clean, "[{name}] the other checks still pass: {printed}");
+        app.finish().await;
     })
     .await;
 }

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::kit::load::{free_port, serve_binary_with, wait_healthy};
+use crate::kit::media::{self, KeyIn, MediaHost};
 use crate::kit::{TestDatabase, for_each_backend};
 
 const TOKEN: &str = "wh-secret-4c1f9e7d2b";
@@ -32,6 +33,7 @@ fn never_logged(api_key: &str) -> Vec<(&'static str, String)> {
         ("the customer's digits", "919876543210".to_owned()),
         ("the customer's local digits", "9876543210".to_owned()),
         ("the customer's id", "cust_zq_77123".to_owned()),
+        ("the DoubleTick API key", media::KEY.to_owned()),
     ]
 }
 
@@ -94,7 +96,7 @@ fn terminate(server: &mut Child) {
 }
 
 /// Sends every kind of request; returns how many got an answer.
-async fn send_everything(base: &str, key: &str) -> usize {
+async fn send_everything(base: &str, key: &str, host: &MediaHost) -> usize {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -115,7 +117,48 @@ async fn send_everything(base: &str, key: &str) -> usize {
     let query = format!(
         r#"query CustomerHistory {{ calls(filter: {{ customerNumber: "{CUSTOMER_NUMBER}", customerName: "{CUSTOMER_NAME}" }}) {{ totalCount nodes {{ callId customerName customerNumber rawPayload }} }} }}"#
     );
+    // Recordings: one archived (the key goes to the fake DoubleTick in `?token=`), one that
+    // DoubleTick no longer has; then both played back.
+    let mut recorded = call("logs_recorded");
+    recorded["recordingUrl"] = json!(host.url("mp3", "logs_recorded"));
+    let mut gone = call("logs_gone");
+    gone["recordingUrl"] = json!(host.url("missing", "logs_gone"));
+    let mut answered = 0;
+    for body in [recorded, gone] {
+        let sent = client
+            .post(&webhook)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        answered += usize::from(sent.is_ok());
+    }
+    let state = "{ call(callId: \"logs_recorded\") { recording { state } } }";
+    for _ in 0..200 {
+        let answer: serde_json::Value = match client
+            .post(&graphql)
+            .bearer_auth(key)
+            .json(&json!({ "query": state }))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if answer["data"]["call"]["recording"]["state"] == "ARCHIVED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let requests = vec![
+        client
+            .get(format!("{base}/recordings/logs_recorded"))
+            .bearer_auth(key)
+            .header("range", "bytes=0-99"),
+        client
+            .get(format!("{base}/recordings/logs_gone"))
+            .bearer_auth(key),
         client
             .post(format!("{webhook}?token={TOKEN}"))
             .header("content-type", "application/json")
@@ -203,7 +246,6 @@ async fn send_everything(base: &str, key: &str) -> usize {
         client.get(format!("{base}/metrics")),
         client.get(format!("{base}/health")),
     ];
-    let mut answered = 0;
     for request in requests {
         if request.send().await.is_ok() {
             answered += 1;
@@ -221,21 +263,33 @@ async fn no_secret_or_customer_identity_is_logged_even_at_trace() {
         let log = dir.path().join("calltrail.log");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
+        let host = MediaHost::start(KeyIn::Query).await;
+        let archive = format!("file:{}", dir.path().join("recordings").display());
         let mut server = serve_binary_with(
             &database.url,
             port,
             TOKEN,
             &log,
-            &[("RUST_LOG", "trace"), ("CALLTRAIL_LOG_FORMAT", "json")],
+            &[
+                ("RUST_LOG", "trace"),
+                ("CALLTRAIL_LOG_FORMAT", "json"),
+                ("DOUBLETICK_API_KEY", media::KEY),
+                ("CALLTRAIL_RECORDINGS", archive.as_str()),
+            ],
         );
         assert!(
             wait_healthy(&format!("{base}/healthz"), Duration::from_secs(30)).await,
             "calltrail did not start"
         );
-        let answered = send_everything(&base, &key).await;
+        let answered = send_everything(&base, &key, &host).await;
         terminate(&mut server);
         let logged = std::fs::read_to_string(&log).expect("log");
-        assert_eq!(answered, 22, "every request was answered");
+        assert_eq!(answered, 26, "every request was answered");
+        assert_eq!(
+            host.hits("mp3", "logs_recorded"),
+            1,
+            "the recording was fetched, with the key"
+        );
         let answers_logged = logged.matches("request answered").count();
         assert!(
             answers_logged >= answered,

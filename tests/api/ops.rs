@@ -368,6 +368,18 @@ async fn backup_copies_an_sqlite_database_while_it_takes_writes_and_refuses_post
                 i64::try_from(stored.len()).expect("count"),
                 "rollup equals calls"
             );
+            // The copy holds together as evidence: chains, bodies, calls, rollup.
+            let verified = Command::new(env!("CARGO_BIN_EXE_calltrail"))
+                .args(["verify", "--skip-recordings"])
+                .env("DATABASE_URL", format!("sqlite://{}", copy.display()))
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("verify");
+            assert!(
+                verified.status.success(),
+                "calltrail verify passes on the copy: {}",
+                String::from_utf8_lossy(&verified.stdout)
+            );
             let again = Command::new(env!("CARGO_BIN_EXE_calltrail"))
                 .args(["backup", "--to"])
                 .arg(&copy)
