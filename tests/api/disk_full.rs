@@ -254,3 +254,131 @@ async fn after_the_disk_fills_every_acknowledged_call_is_stored_and_writes_resum
         "the webhook token is never logged"
     );
 }
+
+/// `chattr +i` on a database's files while calltrail has them open, taken off when dropped.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    fn set(paths: Vec<PathBuf>) -> Immutable {
+        for path in &paths {
+            let status = Command::new("chattr").arg("+i").arg(path).status();
+            assert!(
+                matches!(status, Ok(s) if s.success()),
+                "this test makes the database read-only with `chattr +i`, which needs root and a \
+                 file system with inode flags (ext4, as /tmp here); chattr answered {status:?}"
+            );
+        }
+        Immutable(paths)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(path).status();
+        }
+    }
+}
+
+/// The database file turns read-only under a running server: its files are made immutable
+/// (`chattr +i`), so every write to the files it holds open fails (EPERM), as on a file system
+/// remounted read-only (which Linux refuses while a file is open for writing). Webhooks get 503
+/// and nothing acknowledged is lost, `/readyz` says 503 with the reason, and once the files are
+/// writable again the same server accepts and `/readyz` is 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_file_made_read_only_under_the_server_refuses_writes_then_recovers() {
+    let dir = tempfile::tempdir().expect("database dir");
+    let db_path: PathBuf = dir.path().join("calltrail.db");
+    let url = format!("sqlite://{}?mode=rwc", db_path.display());
+    let log = dir.path().join("calltrail.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let webhook = format!("{base}/webhooks/doubletick");
+    let mut server = serve_binary(&url, port, TOKEN, &log);
+    assert!(
+        wait_healthy(&format!("{base}/health"), Duration::from_secs(30)).await,
+        "calltrail did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let call = |i: usize| {
+        let mut body: serde_json::Value =
+            serde_json::from_str(&load::call_body("ro", i)).expect("call body");
+        let id = format!("ro_{i:05}");
+        body["callId"] = json!(id);
+        (id, body.to_string())
+    };
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let (id, body) = call(i);
+        assert_eq!(post(&client, &webhook, &body).await, Some(200));
+        acked.push(id);
+    }
+    assert_eq!(readyz(&client, &base).await.0, Some(200));
+
+    let wal = PathBuf::from(format!("{}-wal", db_path.display()));
+    let read_only = Immutable::set(vec![db_path.clone(), wal]);
+    let mut refused = 0;
+    let mut ready_while_read_only = Vec::new();
+    let mut i = 5;
+    while refused < 5 {
+        assert!(i < 500, "writes never failed on a read-only file");
+        let (id, body) = call(i);
+        i += 1;
+        match post(&client, &webhook, &body).await {
+            Some(200) => acked.push(id),
+            Some(503) => {
+                refused += 1;
+                ready_while_read_only.push(readyz(&client, &base).await);
+            }
+            other => panic!("unexpected answer {other:?} to call {id}"),
+        }
+    }
+    drop(read_only);
+
+    let mut accepted_after = 0;
+    let started = Instant::now();
+    while accepted_after < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server never accepted again"
+        );
+        let (id, body) = call(i);
+        match post(&client, &webhook, &body).await {
+            Some(200) => {
+                acked.push(id);
+                accepted_after += 1;
+                i += 1;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let ready_after = readyz(&client, &base).await;
+    terminate(&mut server);
+    let stored = url.stored_call_ids().await;
+    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    println!(
+        "read-only file: acknowledged={} stored={} missing={} /readyz while read-only: {ready_while_read_only:?}, after: {ready_after:?}",
+        acked.len(),
+        stored.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    assert!(
+        ready_while_read_only
+            .iter()
+            .all(|(s, reason)| *s == Some(503) && !reason.is_empty()),
+        "/readyz says 503, and why, while the file is read-only: {ready_while_read_only:?}"
+    );
+    assert_eq!(
+        ready_after.0,
+        Some(200),
+        "/readyz recovers: {ready_after:?}"
+    );
+}
