@@ -197,6 +197,11 @@ impl RunningApp {
         served.map_err(std::io::Error::other).and_then(|r| r)
     }
 
+    /// What the recording archive's workers did (none without a DoubleTick key), for metrics.
+    pub fn archive_counters(&self) -> Option<Arc<recordings::ArchiveCounters>> {
+        self.archive_workers.as_ref().map(|w| Arc::clone(&w.counters))
+    }
+
     /// A sender that triggers graceful shutdown.
     pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
         self.shutdown.take()
