@@ -199,7 +199,9 @@ impl RunningApp {
 
     /// What the recording archive's workers did (none without a DoubleTick key), for metrics.
     pub fn archive_counters(&self) -> Option<Arc<recordings::ArchiveCounters>> {
-        self.archive_workers.as_ref().map(|w| Arc::clone(&w.counters))
+        self.archive_workers
+            .as_ref()
+            .map(|w| Arc::clone(&w.counters))
     }
 
     /// A sender that triggers graceful shutdown.
