@@ -72,6 +72,9 @@ pub struct CallFilter {
     pub duration_seconds: Option<IntRange>,
     pub has_recording: Option<bool>,
     pub has_anomalies: Option<bool>,
+    /// Calls whose current recording link's archive job is in one of these states (an empty
+    /// list matches nothing).
+    pub recording_states: Option<Vec<crate::domain::recording::JobState>>,
 }
 
 /// The keys a call list can be ordered by.

@@ -266,6 +266,7 @@ fn filter(query: &Query) -> Result<CallFilter, AppError> {
         duration_seconds: duration,
         has_recording: boolean(query, "hasRecording")?,
         has_anomalies: boolean(query, "hasAnomalies")?,
+        recording_states: None,
     })
 }
 

@@ -63,11 +63,16 @@ pub struct CallFilter {
     pub has_recording: Option<bool>,
     /// Whether the call has anomalies.
     pub has_anomalies: Option<bool>,
+    /// Any of these recording states (of the call's current recording link). A call whose
+    /// link was never queued (stored before archiving existed) matches none until
+    /// `calltrail recordings backfill`.
+    pub recording_state: Option<Vec<super::types::RecordingState>>,
 }
 
 impl CallFilter {
-    /// The domain filter; ranges with `from > to` or `min > max` are refused.
-    pub fn to_domain(&self) -> Result<domain::CallFilter, AppError> {
+    /// The domain filter; ranges with `from > to` or `min > max` are refused. `archiving`
+    /// says whether recordings are fetched (what `NOT_CONFIGURED` and `PENDING` mean).
+    pub fn to_domain(&self, archiving: bool) -> Result<domain::CallFilter, AppError> {
         let customer_digits = self
             .customer_number
             .as_deref()
@@ -104,6 +109,15 @@ impl CallFilter {
                 .transpose()?,
             has_recording: self.has_recording,
             has_anomalies: self.has_anomalies,
+            recording_states: self.recording_state.as_ref().map(|states| {
+                let mut jobs: Vec<_> = states
+                    .iter()
+                    .flat_map(|s| s.job_states(archiving))
+                    .collect();
+                jobs.sort_by_key(|s| s.as_str());
+                jobs.dedup();
+                jobs
+            }),
         })
     }
 }

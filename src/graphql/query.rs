@@ -53,7 +53,10 @@ impl Query {
         reads(ctx)?;
         let store = ctx.data::<Reader>()?;
         let limits = ctx.data::<Limits>()?;
-        let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
+        let filter = filter
+            .unwrap_or_default()
+            .to_domain(limits.archiving)
+            .map_err(gql)?;
         viewer(ctx)?.check_filter(&filter, "filter").map_err(gql)?;
         let order = order_by.map(domain::CallOrder::from).unwrap_or_default();
         let request =
@@ -106,6 +109,7 @@ impl Query {
         stats::call_stats(
             store,
             viewer(ctx)?,
+            ctx.data::<Limits>()?.archiving,
             filter,
             group_by,
             time_zone.as_deref().unwrap_or("UTC"),

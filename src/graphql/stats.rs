@@ -67,6 +67,8 @@ impl From<CallDimension> for Dimension {
 pub struct CallStatsResult {
     total: CallStats,
     groups: Vec<CallStatsGroup>,
+    /// The request's filter, for `archivedRecordings`.
+    filter: crate::domain::CallFilter,
 }
 
 /// Statistics over the matching calls: the totals, and one entry per group.
@@ -81,6 +83,20 @@ impl CallStatsResult {
     /// ends, every bucket of the range is present (with zero counts when it has no calls).
     async fn groups(&self) -> &[CallStatsGroup] {
         &self.groups
+    }
+    /// Matching calls whose current recording is archived (counted from the archive queue,
+    /// not the rollup; over all matching calls, not per group).
+    #[graphql(complexity = "super::cost::TOTAL_COUNT")]
+    async fn archived_recordings(&self, ctx: &async_graphql::Context<'_>) -> GqlResult<i64> {
+        let store = ctx.data::<Reader>()?;
+        let mut filter = self.filter.clone();
+        let archived = crate::domain::recording::JobState::Archived;
+        filter.recording_states = Some(match filter.recording_states.take() {
+            Some(states) => states.into_iter().filter(|s| *s == archived).collect(),
+            None => vec![archived],
+        });
+        let count = store.count(&filter).await.map_err(gql)?;
+        Ok(i64::try_from(count).unwrap_or(i64::MAX))
     }
 }
 
@@ -439,6 +455,7 @@ pub fn wanted_percentiles(call_stats: SelectionField<'_>) -> (Vec<f64>, Vec<f64>
 pub async fn call_stats(
     store: &Reader,
     viewer: &Viewer,
+    archiving: bool,
     filter: Option<CallFilter>,
     group_by: Option<Vec<CallDimension>>,
     time_zone: &str,
@@ -446,7 +463,10 @@ pub async fn call_stats(
     long_call_seconds: Option<i64>,
     (total_percentiles, group_percentiles, measures): (Vec<f64>, Vec<f64>, Measures),
 ) -> GqlResult<CallStatsResult> {
-    let filter = filter.unwrap_or_default().to_domain().map_err(gql)?;
+    let filter = filter
+        .unwrap_or_default()
+        .to_domain(archiving)
+        .map_err(gql)?;
     let dimensions = group_by
         .unwrap_or_default()
         .into_iter()
@@ -466,6 +486,7 @@ pub async fn call_stats(
         .map_err(gql)?;
     viewer.check_dimensions(&request.group_by).map_err(gql)?;
     let totals_request = request.ungrouped();
+    let filter = request.filter.clone();
     let (total, groups) = if request.group_by.is_empty() {
         (None, Vec::new())
     } else {
@@ -501,7 +522,11 @@ pub async fn call_stats(
         key: Vec::new(),
         aggregates: total,
     };
-    Ok(CallStatsResult { total, groups })
+    Ok(CallStatsResult {
+        total,
+        groups,
+        filter,
+    })
 }
 
 fn group_key(request: &StatsRequest, key: &GroupKey) -> CallGroupKey {

@@ -375,6 +375,23 @@ impl RecordingState {
             Some(JobState::Pending) | None => RecordingState::Pending,
         }
     }
+
+    /// The job states shown as this state, given whether recordings are fetched.
+    pub fn job_states(self, archiving: bool) -> Vec<JobState> {
+        match self {
+            RecordingState::Archived => vec![JobState::Archived],
+            RecordingState::Failed => vec![JobState::Failed],
+            RecordingState::Gone => vec![JobState::Gone],
+            RecordingState::Pending if archiving => vec![JobState::Pending],
+            RecordingState::Retrying if archiving => vec![JobState::Retrying],
+            RecordingState::NotConfigured if !archiving => {
+                vec![JobState::Pending, JobState::Retrying]
+            }
+            RecordingState::Pending | RecordingState::Retrying | RecordingState::NotConfigured => {
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// A call's recording as calltrail keeps it.

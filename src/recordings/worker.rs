@@ -83,8 +83,9 @@ async fn work(
     counters: Arc<ArchiveCounters>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    // A worker's lease outlasts its attempt, so no other worker takes a job being fetched.
-    let lease = policy.attempt_timeout + Duration::from_secs(30);
+    // A worker's lease outlasts its attempt (and the recording of its outcome), so no other
+    // worker takes a job being fetched; a worker killed mid-fetch frees it when it passes.
+    let lease = policy.attempt_timeout + (policy.attempt_timeout / 2).min(Duration::from_secs(30));
     loop {
         if *stopped.borrow() {
             return;

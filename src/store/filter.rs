@@ -58,6 +58,9 @@ pub fn condition(filter: &CallFilter) -> Condition {
             Column::RecordingUrl.is_null()
         });
     }
+    if let Some(states) = &filter.recording_states {
+        c = c.add(recording_in(states));
+    }
     if let Some(has) = filter.has_anomalies {
         c = c.add(if has {
             Column::Anomalies.ne("")
@@ -66,6 +69,25 @@ pub fn condition(filter: &CallFilter) -> Condition {
         });
     }
     c
+}
+
+/// The call's current recording link has an archive job in one of `states`.
+fn recording_in(states: &[crate::domain::recording::JobState]) -> Condition {
+    use sea_orm::sea_query::{Alias, Query};
+    if states.is_empty() {
+        return Condition::all().add(Expr::cust("1 = 0"));
+    }
+    let jobs = Alias::new("recording_jobs");
+    let calls = Alias::new("calls");
+    let col = |table: &Alias, name: &str| Expr::col((table.clone(), Alias::new(name)));
+    let exists = Query::select()
+        .expr(Expr::val(1))
+        .from(jobs.clone())
+        .and_where(col(&jobs, "call_id").equals((calls.clone(), Alias::new("call_id"))))
+        .and_where(col(&jobs, "url").equals((calls, Alias::new("recording_url"))))
+        .and_where(col(&jobs, "state").is_in(states.iter().map(|s| s.as_str())))
+        .to_owned();
+    Condition::all().add(Expr::exists(exists))
 }
 
 fn time_range(mut c: Condition, column: Column, range: &TimeRange) -> Condition {

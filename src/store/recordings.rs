@@ -142,6 +142,28 @@ impl Store {
             d.skip_locked(),
         );
         let values: Vec<Value> = vec![leased_until.into(), now.into(), now.into(), now.into()];
+        // Idle workers look on the readers' pool first: no write transaction (on SQLite, no
+        // turn of the one writer connection the webhook writer uses) while nothing is due.
+        let due = format!(
+            "SELECT id FROM recording_jobs WHERE state IN ('{}', '{}') AND next_attempt_at <= {} \
+             AND (leased_until IS NULL OR leased_until < {}) LIMIT 1",
+            JobState::Pending.as_str(),
+            JobState::Retrying.as_str(),
+            p(1),
+            p(2),
+        );
+        let any = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                d.backend(),
+                due,
+                [now.into(), now.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        if any.is_none() {
+            return Ok(None);
+        }
         let txn = self.begin_write().await.map_err(write_error)?;
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(d.backend(), sql, values))

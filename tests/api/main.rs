@@ -26,6 +26,7 @@ mod pg_writer_faults;
 mod properties;
 mod reads_vs_writes;
 mod recordings;
+mod recordings_binary;
 mod replay;
 mod rollup;
 mod runtime_role;

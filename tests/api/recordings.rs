@@ -230,6 +230,22 @@ async fn every_answer_of_the_media_host_ends_in_its_archive_state() {
             );
         }
         assert_eq!(host.refused(), 0, "[{name}] every request carried the key");
+        // Calls filter by recording state; callStats counts the archived ones.
+        for (state, n) in [("ARCHIVED", 4), ("GONE", 2), ("FAILED", 5), ("PENDING", 0)] {
+            let data = app
+                .query(
+                    "query($s: [RecordingState!]) { calls(filter: { recordingState: $s }) { totalCount } callStats(filter: { recordingState: $s }) { archivedRecordings total { count } } }",
+                    json!({ "s": [state] }),
+                )
+                .await;
+            assert_eq!(data["calls"]["totalCount"], n, "[{name}] {state}: {data}");
+            assert_eq!(data["callStats"]["total"]["count"], n, "[{name}] {state}: {data}");
+            let archived = if state == "ARCHIVED" { 4 } else { 0 };
+            assert_eq!(data["callStats"]["archivedRecordings"], archived, "[{name}] {state}");
+        }
+        let data = app.query("{ callStats { archivedRecordings total { count withRecording } } }", json!({})).await;
+        assert_eq!(data["callStats"]["archivedRecordings"], 4, "[{name}] {data}");
+        assert_eq!(data["callStats"]["total"]["withRecording"], cases.len(), "[{name}] {data}");
         // Only the archived bytes are in the store, each once.
         assert_eq!(
             objects_in(dir.path()).len(),
@@ -291,6 +307,15 @@ async fn without_a_key_a_recording_is_queued_and_says_it_is_not_configured() {
         );
         assert_eq!(rec["attempts"], 0);
         assert_eq!(host.hits("mp3", "n") + host.refused(), 0, "nothing fetched");
+        for (state, n) in [("NOT_CONFIGURED", 1), ("PENDING", 0), ("ARCHIVED", 0)] {
+            let data = app
+                .query(
+                    "query($s: [RecordingState!]) { calls(filter: { recordingState: $s }) { totalCount } }",
+                    json!({ "s": [state] }),
+                )
+                .await;
+            assert_eq!(data["calls"]["totalCount"], n, "[{}] {state}", backend.name());
+        }
         // The job was written with the call, ready for when a key is given.
         let jobs = app
             .query_json("SELECT call_id, state FROM recording_jobs")
