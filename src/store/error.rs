@@ -3,6 +3,7 @@
 //! standby), a statement the database stopped at a reader's time limit, and what a retry cannot (the data itself: a constraint, a value too large, an
 //! invalid byte sequence; or calltrail's own defect: bad SQL, a missing table, a decode error).
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sea_orm::{DbErr, RuntimeErr};
 
@@ -92,11 +93,21 @@ fn postgres_fault(code: &str) -> DbFault {
     }
 }
 
+/// An SQLite write was refused as read-only (`SQLITE_READONLY`) since the writers' pool last
+/// looked. SQLite opens a file it cannot open for writing read-only, without an error, and such
+/// a connection stays read-only after the file is writable again; the writers' pool closes its
+/// connection when this is set, so the next one is opened read-write if it can be
+/// ([`super::pool`]). Process-wide: another store's writer may reconnect once for nothing.
+pub(crate) static READ_ONLY_SEEN: AtomicBool = AtomicBool::new(false);
+
 /// By SQLite's primary result code (the low byte of the extended code the driver reports).
 fn sqlite_fault(code: &str) -> DbFault {
     let Ok(extended) = code.parse::<u32>() else {
         return DbFault::Defect;
     };
+    if extended & 0xff == 8 {
+        READ_ONLY_SEEN.store(true, Ordering::Relaxed);
+    }
     match extended & 0xff {
         9 => DbFault::Cancelled,
         // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.

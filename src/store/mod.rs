@@ -27,6 +27,7 @@ pub mod stats;
 pub mod verify;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -251,12 +252,24 @@ fn pool(url: &str, size: u32, timeout: Option<Duration>) -> ConnectOptions {
                 .busy_timeout(Duration::from_secs(5))
                 .create_if_missing(true)
         })
-        .map_sqlx_sqlite_pool_opts(move |o| {
-            let o = o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }));
-            match timeout {
-                Some(limit) => dialect::sqlite_statement_deadline(o, limit),
-                None => o,
-            }
+        .map_sqlx_sqlite_pool_opts(move |o| match timeout {
+            Some(limit) => dialect::sqlite_statement_deadline(
+                o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) })),
+                limit,
+            ),
+            // The writers' pool: also closes a connection after a write was refused as
+            // read-only, which SQLite keeps read-only for good (`error::READ_ONLY_SEEN`).
+            None => o.after_release(|conn, _| {
+                Box::pin(async {
+                    let writable = !error::READ_ONLY_SEEN.swap(false, Ordering::Relaxed);
+                    if !writable {
+                        tracing::warn!(
+                            "a write was refused as read-only; the writer's connection is reopened"
+                        );
+                    }
+                    Ok(outside_transaction(conn) && writable)
+                })
+            }),
         })
         .map_sqlx_postgres_pool_opts(|o| {
             o.after_release(|conn, _| Box::pin(async { Ok(outside_transaction(conn)) }))

@@ -499,6 +499,24 @@ async fn graphiql_works_offline_in_headless_chromium() {
 /// Runs `tests/node/<script>` against a fresh calltrail; fails, saying what to install, when
 /// node, the script's packages or Chromium are missing. Returns what the script printed.
 async fn run_node_check(script: &str, packages: &[&str]) -> String {
+    let node_dir = node_ready(packages);
+    let server = Server::start(&[]).await;
+    let child = tokio::process::Command::new("node")
+        .arg(node_dir.join(script))
+        .env("CALLTRAIL_URL", &server.base)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), child)
+        .await
+        .unwrap_or_else(|_| panic!("node {script} did not finish in 3 minutes"))
+        .expect("node runs");
+    server.stop().await;
+    node_output(script, &output)
+}
+
+/// `tests/node`, once node, the scripts' pinned `packages` (installed on first use) and, for
+/// playwright, Chromium are there; fails saying what to install otherwise.
+pub fn node_ready(packages: &[&str]) -> PathBuf {
     let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     let node = std::process::Command::new("node").arg("--version").output();
     assert!(
@@ -539,17 +557,11 @@ async fn run_node_check(script: &str, packages: &[&str]) -> String {
             "/usr/bin/chromium is missing: `apt-get install -y chromium chromium-driver`"
         );
     }
-    let server = Server::start(&[]).await;
-    let child = tokio::process::Command::new("node")
-        .arg(node_dir.join(script))
-        .env("CALLTRAIL_URL", &server.base)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), child)
-        .await
-        .unwrap_or_else(|_| panic!("node {script} did not finish in 3 minutes"))
-        .expect("node runs");
-    server.stop().await;
+    node_dir
+}
+
+/// What a node check printed; fails the test when it failed.
+pub fn node_output(script: &str, output: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");

@@ -678,3 +678,52 @@ async fn a_recording_not_archived_yet_plays_through_from_doubletick() {
     })
     .await;
 }
+
+/// A reviewer's browser plays an archived recording: headless Chromium loads
+/// `/recordings/{callId}` into an `<audio>` element, plays it and seeks into it
+/// (`tests/node/audio.mjs`), on a real WAV archived from the fake DoubleTick host.
+#[tokio::test]
+async fn headless_chromium_plays_an_archived_recording_and_seeks_in_it() {
+    let node_dir = crate::graphiql_http::node_ready(&["playwright-core"]);
+    for_each_backend(async |backend| {
+        let name = backend.name();
+        let host = MediaHost::start(KeyIn::Query).await;
+        let dir = tempfile::tempdir().expect("archive dir");
+        let app = TestApp::spawn_with(&backend, |s| {
+            archiving(s, dir.path(), KeyPlacement::Query);
+        })
+        .await;
+        post(
+            &app,
+            recorded_call(
+                "browser_wav",
+                &host.url("wav", "browser_wav"),
+                "918045671200",
+            ),
+        )
+        .await;
+        let rec = settled(&app, None, "browser_wav", &["ARCHIVED"]).await;
+        assert_eq!(rec["state"], "ARCHIVED", "[{name}] {rec}");
+        assert_eq!(rec["contentType"], "audio/wav", "[{name}] {rec}");
+        let child = tokio::process::Command::new("node")
+            .arg(node_dir.join("audio.mjs"))
+            .env("CALLTRAIL_URL", &app.base)
+            .env("CALL_ID", "browser_wav")
+            .env("SECONDS", crate::kit::media::WAV_SECONDS.to_string())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), child)
+            .await
+            .expect("node audio.mjs finishes within 2 minutes")
+            .expect("node runs");
+        let printed = crate::graphiql_http::node_output("audio.mjs", &output);
+        assert!(
+            printed.contains("audio plays and seeks"),
+            "[{name}] {printed}"
+        );
+        // Played from the archive, not fetched again from DoubleTick.
+        assert_eq!(host.hits("wav", "browser_wav"), 1, "[{name}]");
+        app.finish().await;
+    })
+    .await;
+}

@@ -63,6 +63,35 @@ pub fn audio_bytes(name: &str, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// Seconds of the `wav` recording.
+pub const WAV_SECONDS: u32 = 4;
+
+/// A real, playable recording: `seconds` of a 440 Hz tone, 8 kHz mono 16-bit PCM WAV.
+pub fn wav_bytes(seconds: u32) -> Vec<u8> {
+    let rate = 8_000u32;
+    let samples = rate * seconds;
+    let data_len = samples * 2;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples {
+        let t = f64::from(i) / f64::from(rate);
+        let v = (t * 440.0 * std::f64::consts::TAU).sin() * 8_000.0;
+        out.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    out
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -188,6 +217,7 @@ async fn serve(
     let bytes = audio_bytes(&name, size_of(&host, &name));
     match behaviour.as_str() {
         "mp3" => ranged(bytes, "audio/mpeg", &headers),
+        "wav" => ranged(wav_bytes(WAV_SECONDS), "audio/wav", &headers),
         "octet" => ranged(bytes, "application/octet-stream", &headers),
         "missing" => (StatusCode::NOT_FOUND, "no such recording").into_response(),
         "gone" => (StatusCode::GONE, "expired").into_response(),
