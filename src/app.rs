@@ -89,6 +89,7 @@ pub fn router(
             store: store.clone(),
             gate: gate.clone(),
             ingestor: ingestor.clone(),
+            archiving: archive.configured(),
         });
     let probes = Router::new()
         .route("/healthz", get(ops::probes::healthz))

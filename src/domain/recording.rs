@@ -16,6 +16,79 @@ pub enum JobState {
     Gone,
 }
 
+/// Where a recording stands as readers are shown it (GraphQL's `RecordingState`, the exports'
+/// `recordingState`): the queue's state, read with whether recordings are fetched at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shown {
+    NotConfigured,
+    Pending,
+    Archived,
+    Retrying,
+    Failed,
+    Gone,
+}
+
+impl Shown {
+    pub const ALL: [Shown; 6] = [
+        Shown::NotConfigured,
+        Shown::Pending,
+        Shown::Archived,
+        Shown::Retrying,
+        Shown::Failed,
+        Shown::Gone,
+    ];
+
+    /// The state shown for a job in `state` (none when never queued), given whether recordings
+    /// are fetched at all.
+    pub fn of(state: Option<JobState>, archiving: bool) -> Shown {
+        match state {
+            Some(JobState::Archived) => Shown::Archived,
+            Some(JobState::Failed) => Shown::Failed,
+            Some(JobState::Gone) => Shown::Gone,
+            _ if !archiving => Shown::NotConfigured,
+            Some(JobState::Retrying) => Shown::Retrying,
+            Some(JobState::Pending) | None => Shown::Pending,
+        }
+    }
+
+    /// The job states shown as this state, given whether recordings are fetched.
+    pub fn job_states(self, archiving: bool) -> Vec<JobState> {
+        match self {
+            Shown::Archived => vec![JobState::Archived],
+            Shown::Failed => vec![JobState::Failed],
+            Shown::Gone => vec![JobState::Gone],
+            Shown::Pending if archiving => vec![JobState::Pending],
+            Shown::Retrying if archiving => vec![JobState::Retrying],
+            Shown::NotConfigured if !archiving => vec![JobState::Pending, JobState::Retrying],
+            Shown::Pending | Shown::Retrying | Shown::NotConfigured => Vec::new(),
+        }
+    }
+
+    /// The job states of any of `shown`, sorted, each once: a filter's `recording_states`.
+    pub fn filter(shown: &[Shown], archiving: bool) -> Vec<JobState> {
+        let mut jobs: Vec<JobState> = shown.iter().flat_map(|s| s.job_states(archiving)).collect();
+        jobs.sort_by_key(|s| s.as_str());
+        jobs.dedup();
+        jobs
+    }
+
+    /// GraphQL's name of the state (`NOT_CONFIGURED`, `ARCHIVED`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Shown::NotConfigured => "NOT_CONFIGURED",
+            Shown::Pending => "PENDING",
+            Shown::Archived => "ARCHIVED",
+            Shown::Retrying => "RETRYING",
+            Shown::Failed => "FAILED",
+            Shown::Gone => "GONE",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Shown> {
+        Shown::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 impl JobState {
     pub const ALL: [JobState; 5] = [
         JobState::Pending,

@@ -26,6 +26,8 @@ pub struct ExportState {
     pub store: Store,
     pub gate: Gate,
     pub ingestor: Ingestor,
+    /// Recordings are fetched (a DoubleTick key is configured): what `recordingState` means.
+    pub archiving: bool,
 }
 
 type Peer = ConnectInfo<std::net::SocketAddr>;
@@ -63,7 +65,7 @@ pub async fn stats_csv(
 ) -> Response {
     let answer = async {
         let viewer = state.gate.viewer(&headers).await?;
-        let export = StatsExport::parse(&Query::parse(raw.as_deref()))?;
+        let export = StatsExport::parse(&Query::parse(raw.as_deref()), state.archiving)?;
         viewer.check_filter(&export.request.filter, "")?;
         viewer.check_dimensions(&export.request.group_by)?;
         let reader = state.store.reader(viewer.scope.clone());
@@ -86,7 +88,7 @@ async fn calls(
     format: Format,
 ) -> Result<Response, AppError> {
     let viewer = state.gate.viewer(&headers).await?;
-    let mut export = CallsExport::parse(&Query::parse(raw.as_deref()))?;
+    let mut export = CallsExport::parse(&Query::parse(raw.as_deref()), state.archiving)?;
     viewer.check_filter(&export.filter, "")?;
     if !viewer.may_see_identity() {
         if export.fields_chosen {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::filter::customer_digits;
+use crate::domain::recording::Shown;
 use crate::domain::stats::{Dimension, StatsRequest};
 use crate::domain::{
     CallField, CallFilter, CallOrder, Direction, IntRange, OrderField, SortDirection, TimeRange,
@@ -62,7 +63,7 @@ impl Query {
 }
 
 /// The filter parameters, shared by every export.
-const FILTER_PARAMETERS: [&str; 18] = [
+const FILTER_PARAMETERS: [&str; 19] = [
     "callId",
     "customerId",
     "customerNumber",
@@ -81,6 +82,7 @@ const FILTER_PARAMETERS: [&str; 18] = [
     "durationMax",
     "hasRecording",
     "hasAnomalies",
+    "recordingState",
 ];
 
 /// `GET /export/calls.{csv,ndjson}`: which calls, in which order, which columns.
@@ -96,11 +98,12 @@ pub struct CallsExport {
 }
 
 impl CallsExport {
-    pub fn parse(query: &Query) -> Result<CallsExport, AppError> {
+    /// `archiving`: whether recordings are fetched (what `NOT_CONFIGURED` and `PENDING` mean).
+    pub fn parse(query: &Query, archiving: bool) -> Result<CallsExport, AppError> {
         let mut known = FILTER_PARAMETERS.to_vec();
         known.extend(["orderBy", "orderDirection", "fields", "timeZone"]);
         query.refuse_unknown(&known)?;
-        let filter = filter(query)?;
+        let filter = filter(query, archiving)?;
         let field = match query.one("orderBy")? {
             None | Some("ENDED_AT") => OrderField::EndedAt,
             Some("STARTED_AT") => OrderField::StartedAt,
@@ -172,7 +175,7 @@ pub struct StatsExport {
 }
 
 impl StatsExport {
-    pub fn parse(query: &Query) -> Result<StatsExport, AppError> {
+    pub fn parse(query: &Query, archiving: bool) -> Result<StatsExport, AppError> {
         let mut known = FILTER_PARAMETERS.to_vec();
         known.extend([
             "groupBy",
@@ -182,7 +185,7 @@ impl StatsExport {
             "p",
         ]);
         query.refuse_unknown(&known)?;
-        let filter = filter(query)?;
+        let filter = filter(query, archiving)?;
         let mut group_by = Vec::new();
         for name in query.all("groupBy").into_iter().flat_map(|v| v.split(',')) {
             let name = name.trim();
@@ -222,7 +225,7 @@ impl StatsExport {
     }
 }
 
-fn filter(query: &Query) -> Result<CallFilter, AppError> {
+fn filter(query: &Query, archiving: bool) -> Result<CallFilter, AppError> {
     let range = |name: &str, from: &str, to: &str| -> Result<Option<TimeRange>, AppError> {
         let (from, to) = (instant(query, from)?, instant(query, to)?);
         if from.is_none() && to.is_none() {
@@ -266,7 +269,24 @@ fn filter(query: &Query) -> Result<CallFilter, AppError> {
         duration_seconds: duration,
         has_recording: boolean(query, "hasRecording")?,
         has_anomalies: boolean(query, "hasAnomalies")?,
-        recording_states: None,
+        recording_states: query
+            .list("recordingState")
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| {
+                        Shown::from_name(name).ok_or_else(|| {
+                            let known: Vec<&str> = Shown::ALL.iter().map(|s| s.name()).collect();
+                            AppError::bad_input(
+                                "recordingState",
+                                format!("`{name}` is not one of {}", known.join(", ")),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|shown| Shown::filter(&shown, archiving))
+            })
+            .transpose()?,
     })
 }
 
@@ -324,7 +344,7 @@ mod tests {
     use super::*;
 
     fn parse(q: &str) -> Result<CallsExport, AppError> {
-        CallsExport::parse(&Query::parse(Some(q)))
+        CallsExport::parse(&Query::parse(Some(q)), true)
     }
 
     fn argument(e: AppError) -> String {
@@ -402,6 +422,7 @@ mod tests {
             ("fields=nope", "fields"),
             ("timeZone=Mars/Olympus", "timeZone"),
             ("customerId=a&customerId=b", "customerId"),
+            ("recordingState=LOST", "recordingState"),
         ] {
             let e = parse(query).expect_err(query);
             assert_eq!(argument(e), named, "{query}");
@@ -413,7 +434,7 @@ mod tests {
             ("shortCallSeconds=-1", "shortCallSeconds"),
             ("fields=callId", "fields"),
         ] {
-            let e = StatsExport::parse(&Query::parse(Some(query))).expect_err(query);
+            let e = StatsExport::parse(&Query::parse(Some(query)), true).expect_err(query);
             assert_eq!(argument(e), named, "{query}");
         }
     }

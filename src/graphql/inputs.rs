@@ -110,13 +110,9 @@ impl CallFilter {
             has_recording: self.has_recording,
             has_anomalies: self.has_anomalies,
             recording_states: self.recording_state.as_ref().map(|states| {
-                let mut jobs: Vec<_> = states
-                    .iter()
-                    .flat_map(|s| s.job_states(archiving))
-                    .collect();
-                jobs.sort_by_key(|s| s.as_str());
-                jobs.dedup();
-                jobs
+                let shown: Vec<domain::recording::Shown> =
+                    states.iter().map(|s| (*s).into()).collect();
+                domain::recording::Shown::filter(&shown, archiving)
             }),
         })
     }

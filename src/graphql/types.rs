@@ -5,7 +5,7 @@ use super::access::identity;
 use super::scalars::DateTime;
 use super::{GqlResult, gql};
 use crate::domain::call::CallRevision as DomainRevision;
-use crate::domain::recording::{JobState, RecordingStatus};
+use crate::domain::recording::{JobState, RecordingStatus, Shown};
 use crate::domain::{self, Anomaly};
 use crate::store::calls::Page;
 use crate::store::reader::Reader;
@@ -366,30 +366,32 @@ impl RecordingState {
     /// The state shown for a job in `state` (none when never queued), given whether recordings
     /// are fetched at all.
     pub fn of(state: Option<JobState>, archiving: bool) -> RecordingState {
-        match state {
-            Some(JobState::Archived) => RecordingState::Archived,
-            Some(JobState::Failed) => RecordingState::Failed,
-            Some(JobState::Gone) => RecordingState::Gone,
-            _ if !archiving => RecordingState::NotConfigured,
-            Some(JobState::Retrying) => RecordingState::Retrying,
-            Some(JobState::Pending) | None => RecordingState::Pending,
+        Shown::of(state, archiving).into()
+    }
+}
+
+impl From<Shown> for RecordingState {
+    fn from(s: Shown) -> Self {
+        match s {
+            Shown::NotConfigured => RecordingState::NotConfigured,
+            Shown::Pending => RecordingState::Pending,
+            Shown::Archived => RecordingState::Archived,
+            Shown::Retrying => RecordingState::Retrying,
+            Shown::Failed => RecordingState::Failed,
+            Shown::Gone => RecordingState::Gone,
         }
     }
+}
 
-    /// The job states shown as this state, given whether recordings are fetched.
-    pub fn job_states(self, archiving: bool) -> Vec<JobState> {
-        match self {
-            RecordingState::Archived => vec![JobState::Archived],
-            RecordingState::Failed => vec![JobState::Failed],
-            RecordingState::Gone => vec![JobState::Gone],
-            RecordingState::Pending if archiving => vec![JobState::Pending],
-            RecordingState::Retrying if archiving => vec![JobState::Retrying],
-            RecordingState::NotConfigured if !archiving => {
-                vec![JobState::Pending, JobState::Retrying]
-            }
-            RecordingState::Pending | RecordingState::Retrying | RecordingState::NotConfigured => {
-                Vec::new()
-            }
+impl From<RecordingState> for Shown {
+    fn from(s: RecordingState) -> Self {
+        match s {
+            RecordingState::NotConfigured => Shown::NotConfigured,
+            RecordingState::Pending => Shown::Pending,
+            RecordingState::Archived => Shown::Archived,
+            RecordingState::Retrying => Shown::Retrying,
+            RecordingState::Failed => Shown::Failed,
+            RecordingState::Gone => Shown::Gone,
         }
     }
 }

@@ -544,3 +544,38 @@ async fn a_large_export_streams_in_flat_memory_and_stops_when_the_client_goes_aw
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_recording_state_filter_exports_what_graphql_lists() {
+    let calls = dataset::generate(60);
+    for_each_app(async |app| {
+        let name = app.backend.name();
+        dataset::ingest(app, &calls).await;
+        let with_recording = calls.iter().filter(|c| c.recording).count();
+        assert!(with_recording > 0);
+        for (state, expected) in [("NOT_CONFIGURED", with_recording), ("ARCHIVED", 0)] {
+            let graphql: Vec<String> = app
+                .query(
+                    "query($s: [RecordingState!]) { calls(filter: { recordingState: $s }, first: 500) { nodes { callId } } }",
+                    json!({ "s": [state] }),
+                )
+                .await["calls"]["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .map(|n| cell(&n["callId"]))
+                .collect();
+            let (status, body, _) = get(
+                app,
+                None,
+                &format!("/export/calls.csv?fields=callId&recordingState={state}"),
+            )
+            .await;
+            assert_eq!(status, 200, "[{name}] {body}");
+            let exported: Vec<String> = parse_csv(&body).1.into_iter().map(|r| r[0].clone()).collect();
+            assert_eq!(exported.len(), expected, "[{name}] {state}");
+            assert_eq!(exported, graphql, "[{name}] {state}: as GraphQL lists them");
+        }
+    })
+    .await;
+}
