@@ -3,8 +3,9 @@
 //! (its SHA-256, size and type), which refuses UPDATE and DELETE (and TRUNCATE on PostgreSQL)
 //! in the database itself, as `deliveries` does. The access log learns each playback's byte
 //! range.
+use crate::sql::append_only;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
+use sea_orm_migration::sea_orm::ConnectionTrait;
 
 use crate::id_column;
 
@@ -118,35 +119,5 @@ impl MigrationTrait for Migration {
         Err(DbErr::Migration(
             "archived recordings are append-only evidence: this migration is not reversed".into(),
         ))
-    }
-}
-
-/// Triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on `table`.
-fn append_only(backend: DatabaseBackend, table: &str) -> Vec<String> {
-    match backend {
-        DatabaseBackend::Postgres => vec![
-            format!(
-                "CREATE OR REPLACE FUNCTION calltrail_{table}_append_only() RETURNS trigger \
-                 LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
-            ),
-            format!(
-                "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} \
-                 FOR EACH ROW EXECUTE FUNCTION calltrail_{table}_append_only()"
-            ),
-            format!(
-                "CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION calltrail_{table}_append_only()"
-            ),
-        ],
-        _ => ["UPDATE", "DELETE"]
-            .iter()
-            .map(|op| {
-                format!(
-                    "CREATE TRIGGER IF NOT EXISTS {table}_no_{} BEFORE {op} ON {table} \
-                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
-                    op.to_ascii_lowercase()
-                )
-            })
-            .collect(),
     }
 }

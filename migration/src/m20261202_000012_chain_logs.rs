@@ -2,8 +2,9 @@
 //! place `seq`, its `row_id` and its link), append-only like the logs themselves. The rows
 //! already stored are chained here, in id order, so a database from before has one chain from
 //! its first row (the canonical bytes and the link: `crate::chain`).
+use crate::sql::append_only;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 
 use crate::chain::{CHAINS, Chain, GENESIS, link};
 
@@ -128,36 +129,5 @@ async fn chain_stored_rows(manager: &SchemaManager<'_>, chain: Chain) -> Result<
             ]);
         }
         manager.exec_stmt(insert).await?;
-    }
-}
-
-/// Triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on `table`, as
-/// `deliveries` and `access_log` have.
-pub(crate) fn append_only(backend: DatabaseBackend, table: &str) -> Vec<String> {
-    match backend {
-        DatabaseBackend::Postgres => vec![
-            format!(
-                "CREATE OR REPLACE FUNCTION calltrail_{table}_append_only() RETURNS trigger \
-                 LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
-            ),
-            format!(
-                "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} \
-                 FOR EACH ROW EXECUTE FUNCTION calltrail_{table}_append_only()"
-            ),
-            format!(
-                "CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION calltrail_{table}_append_only()"
-            ),
-        ],
-        _ => ["UPDATE", "DELETE"]
-            .iter()
-            .map(|op| {
-                format!(
-                    "CREATE TRIGGER IF NOT EXISTS {table}_no_{} BEFORE {op} ON {table} \
-                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
-                    op.to_ascii_lowercase()
-                )
-            })
-            .collect(),
     }
 }

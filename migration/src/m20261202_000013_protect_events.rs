@@ -3,7 +3,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
 
-use crate::m20261202_000012_chain_logs::append_only;
+use crate::sql::append_only;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

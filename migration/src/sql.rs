@@ -31,3 +31,34 @@ pub fn call_measures() -> String {
 /// A bucket row's columns, key first, in the order of [`call_measures`].
 pub const BUCKET_COLUMNS: &str = "bucket_start, direction, calls, total_duration_seconds, \
     min_duration_seconds, max_duration_seconds, with_recording, answered, missed, rejected";
+
+/// Triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on `table`: what makes
+/// a table append-only (migrations 000010 to 000013).
+pub(crate) fn append_only(backend: DatabaseBackend, table: &str) -> Vec<String> {
+    match backend {
+        DatabaseBackend::Postgres => vec![
+            format!(
+                "CREATE OR REPLACE FUNCTION calltrail_{table}_append_only() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION calltrail_{table}_append_only()"
+            ),
+            format!(
+                "CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION calltrail_{table}_append_only()"
+            ),
+        ],
+        _ => ["UPDATE", "DELETE"]
+            .iter()
+            .map(|op| {
+                format!(
+                    "CREATE TRIGGER IF NOT EXISTS {table}_no_{} BEFORE {op} ON {table} \
+                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
+                    op.to_ascii_lowercase()
+                )
+            })
+            .collect(),
+    }
+}
