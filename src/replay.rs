@@ -21,7 +21,7 @@ pub async fn replay_rejected(store: &Store) -> Result<Vec<Replayed>, AppError> {
     for logged in store.unresolved_rejections().await? {
         let content_type =
             (!logged.content_type.is_empty()).then_some(logged.content_type.as_str());
-        let (verdict, _) = judge(content_type, &logged.body).await;
+        let (verdict, _) = judge(content_type, &logged.body, logged.received_at).await;
         let receipt = ingestor
             .submit(Incoming {
                 received_at: logged.received_at,

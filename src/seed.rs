@@ -142,6 +142,7 @@ fn one_call(rng: &mut StdRng, seed: u64, n: u64, start: DateTime<Utc>) -> SeedCa
             kind,
             call_id,
             fields,
+            unread: Default::default(),
         },
         payload,
     }

@@ -46,10 +46,13 @@ pub enum Anomaly {
     FormattedPhoneNumber,
     /// The payload had keys DoubleTick does not document; they are kept in the raw payload.
     UnknownFields,
+    /// `callStartedAt` or `callEndedAt` is before 2000-01-01 or more than a day after the
+    /// delivery arrived; kept as sent, and left out of the planning of time buckets.
+    ImplausibleTimestamp,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 8] = [
+    pub const ALL: [Anomaly; 9] = [
         Anomaly::DurationMismatch,
         Anomaly::EndedBeforeStarted,
         Anomaly::AnsweredZeroDuration,
@@ -58,6 +61,7 @@ impl Anomaly {
         Anomaly::TimestampOffset,
         Anomaly::FormattedPhoneNumber,
         Anomaly::UnknownFields,
+        Anomaly::ImplausibleTimestamp,
     ];
 
     /// Stable code, used in storage and GraphQL.
@@ -71,6 +75,7 @@ impl Anomaly {
             Anomaly::TimestampOffset => "TIMESTAMP_OFFSET",
             Anomaly::FormattedPhoneNumber => "FORMATTED_PHONE_NUMBER",
             Anomaly::UnknownFields => "UNKNOWN_FIELDS",
+            Anomaly::ImplausibleTimestamp => "IMPLAUSIBLE_TIMESTAMP",
         }
     }
 

@@ -360,7 +360,7 @@ pub enum CursorKey {
 
 /// A position in one ordered, filtered list: valid only with that ordering and filter.
 ///
-/// On the wire it is base64url (no padding) of `2|ORDER|FILTER|KEY|ID`: the ordering's
+/// On the wire it is base64url (no padding) of `3|ORDER|FILTER|KEY|ID`: the ordering's
 /// label, the filter's fingerprint, the sort key (`t` and seconds.nanoseconds since the epoch,
 /// `i` and an integer, or `n` for none) and the storage id. Opaque to clients; the
 /// leading version lets the format change without misreading old cursors.
@@ -375,8 +375,19 @@ pub struct Cursor {
 }
 
 impl CallOrder {
+    /// `FIELD:DIRECTION` (`endedAt:DESC`), spelled out so no rename moves it.
     pub fn label(&self) -> String {
-        format!("{:?}:{:?}", self.field, self.direction)
+        let field = match self.field {
+            OrderField::EndedAt => "endedAt",
+            OrderField::StartedAt => "startedAt",
+            OrderField::DurationSeconds => "durationSeconds",
+            OrderField::ReceivedAt => "receivedAt",
+        };
+        let direction = match self.direction {
+            SortDirection::Asc => "ASC",
+            SortDirection::Desc => "DESC",
+        };
+        format!("{field}:{direction}")
     }
 }
 
@@ -394,15 +405,86 @@ pub fn customer_digits(argument: &str, number: &str) -> Result<String, AppError>
 }
 
 impl CallFilter {
-    /// A short stable fingerprint, so a cursor cannot be replayed against another filter.
+    /// A short fingerprint, so a cursor cannot be replayed against another filter: the first
+    /// 8 bytes (hex) of the SHA-256 of [`CallFilter::canonical`], stable across versions.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        hex::encode(&Sha256::digest(format!("{self:?}").as_bytes())[..8])
+        hex::encode(&Sha256::digest(self.canonical().as_bytes())[..8])
+    }
+
+    /// `calltrail.filter.v1`, a newline and one JSON object (keys sorted) of each condition
+    /// set, under its GraphQL name: lists sorted and each value once (a list means any of
+    /// them), instants as RFC 3339 UTC with nanoseconds, ranges as `[from, to]`/`[min, max]`
+    /// with `null` for an open end. Every field is named (no `..`): a new condition does not
+    /// compile here until it has an encoding; existing encodings never change.
+    pub fn canonical(&self) -> String {
+        use serde_json::{Value, json};
+        let CallFilter {
+            call_ids,
+            customer_id,
+            customer_digits,
+            customer_name,
+            picked_by,
+            ended_by,
+            waba_numbers,
+            direction,
+            statuses,
+            channel,
+            ended_at,
+            started_at,
+            duration_seconds,
+            has_recording,
+            has_anomalies,
+            recording_states,
+        } = self;
+        let set = |values: &Vec<String>| {
+            let mut values = values.clone();
+            values.sort();
+            values.dedup();
+            json!(values)
+        };
+        let instant = |t: Option<DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        };
+        let range = |r: &TimeRange| json!([instant(r.from), instant(r.to)]);
+        let mut stated: Vec<(&str, Value)> = Vec::new();
+        let mut state = |key, value: Option<Value>| {
+            if let Some(value) = value {
+                stated.push((key, value));
+            }
+        };
+        state("callIds", call_ids.as_ref().map(set));
+        state("customerId", customer_id.as_ref().map(|v| json!(v)));
+        state("customerDigits", customer_digits.as_ref().map(|v| json!(v)));
+        state("customerName", customer_name.as_ref().map(|v| json!(v)));
+        state("pickedBy", picked_by.as_ref().map(set));
+        state("endedBy", ended_by.as_ref().map(set));
+        state("wabaNumber", waba_numbers.as_ref().map(set));
+        state("direction", direction.map(|d| json!(d.as_wire())));
+        state("callStatus", statuses.as_ref().map(set));
+        state("channel", channel.as_ref().map(|v| json!(v)));
+        state("endedAt", ended_at.as_ref().map(range));
+        state("startedAt", started_at.as_ref().map(range));
+        state(
+            "durationSeconds",
+            duration_seconds.map(|r| json!([r.min, r.max])),
+        );
+        state("hasRecording", has_recording.map(|b| json!(b)));
+        state("hasAnomalies", has_anomalies.map(|b| json!(b)));
+        state(
+            "recordingState",
+            recording_states
+                .as_ref()
+                .map(|states| set(&states.iter().map(|s| s.as_str().to_owned()).collect())),
+        );
+        let object: serde_json::Map<String, Value> =
+            stated.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        format!("calltrail.filter.v1\n{}", Value::Object(object))
     }
 }
 
 impl Cursor {
-    const VERSION: &'static str = "2";
+    const VERSION: &'static str = "3";
 
     /// Reads a cursor and checks it belongs to this ordering and filter.
     pub fn decode(
@@ -540,24 +622,24 @@ mod tests {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let order = CallOrder::default().label();
         let filter = CallFilter::default().fingerprint();
-        let valid = format!("2|{order}|{filter}|i5|7");
+        let valid = format!("3|{order}|{filter}|i5|7");
         assert!(decode(&b64(&valid)).is_ok());
         for text in [
             format!("1|{order}|{filter}|i5|7"),
-            format!("2|{order}|{filter}|i5|7|8"),
-            format!("2|{order}|{filter}|i5"),
-            format!("2|{order}|{filter}|x5|7"),
-            format!("2|{order}|{filter}|n5|7"),
-            format!("2|{order}|{filter}|tnope|7"),
-            format!("2|{order}|{filter}|t5|7"),
-            format!("2|{order}|{filter}|t5.1|7"),
-            format!("2|{order}|{filter}||7"),
+            format!("3|{order}|{filter}|i5|7|8"),
+            format!("3|{order}|{filter}|i5"),
+            format!("3|{order}|{filter}|x5|7"),
+            format!("3|{order}|{filter}|n5|7"),
+            format!("3|{order}|{filter}|tnope|7"),
+            format!("3|{order}|{filter}|t5|7"),
+            format!("3|{order}|{filter}|t5.1|7"),
+            format!("3|{order}|{filter}||7"),
             format!(r#"{{"order":"{order}","filter":"{filter}","key":{{"Int":5}},"id":7}}"#),
         ] {
             assert!(decode(&b64(&text)).is_err(), "{text} was read as a cursor");
         }
         assert!(decode("not base64 at all!").is_err());
-        let other_filter = format!("2|{order}|0000000000000000|i5|7");
+        let other_filter = format!("3|{order}|0000000000000000|i5|7");
         assert!(decode(&b64(&other_filter)).is_err());
     }
 }

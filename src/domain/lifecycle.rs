@@ -136,6 +136,7 @@ mod tests {
             kind,
             call_id: "c1".into(),
             fields,
+            unread: Default::default(),
         };
         AppliedEvent {
             seq,

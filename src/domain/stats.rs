@@ -385,6 +385,17 @@ pub fn offset_at(tz: Tz, epoch: i64) -> i64 {
     }
 }
 
+/// The span of instants (epoch seconds) time buckets are planned over, for calls that span
+/// `lo..=hi`: clamped to the plausible instants at `now` (2000-01-01 to a day ahead), so one
+/// implausible call (year 1 or 9999) cannot make planning probe centuries of offsets or push
+/// a question off the rollup. A call outside it is bucketed with the offset at the nearer end.
+pub fn planning_span(lo: i64, hi: i64, now: DateTime<Utc>) -> (i64, i64) {
+    use super::event::{PLAUSIBLE_AHEAD, PLAUSIBLE_FROM};
+    let latest = (now + PLAUSIBLE_AHEAD).timestamp();
+    let lo = lo.clamp(PLAUSIBLE_FROM, latest);
+    (lo, hi.clamp(lo, latest))
+}
+
 /// The offsets in force from `start` to `end` (epoch seconds), first segment starting at
 /// `start`. Transitions are found by probing every 6 hours, then bisecting to the second.
 pub fn offset_segments(tz: Tz, start: i64, end: i64) -> Vec<OffsetSegment> {

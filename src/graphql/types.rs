@@ -56,6 +56,9 @@ pub enum CallAnomaly {
     FormattedPhoneNumber,
     /// The payload had undocumented keys; they are kept in `rawPayload`.
     UnknownFields,
+    /// `callStartedAt` or `callEndedAt` is before 2000-01-01 or more than a day after the
+    /// delivery arrived: stored as sent, and left out of the planning of time buckets.
+    ImplausibleTimestamp,
 }
 
 impl From<Anomaly> for CallAnomaly {
@@ -69,6 +72,7 @@ impl From<Anomaly> for CallAnomaly {
             Anomaly::TimestampOffset => CallAnomaly::TimestampOffset,
             Anomaly::FormattedPhoneNumber => CallAnomaly::FormattedPhoneNumber,
             Anomaly::UnknownFields => CallAnomaly::UnknownFields,
+            Anomaly::ImplausibleTimestamp => CallAnomaly::ImplausibleTimestamp,
         }
     }
 }

@@ -19,6 +19,7 @@
 //!   `endedAt` range; they involve no rows.
 use std::collections::HashMap;
 
+use chrono::Utc;
 use entity::call;
 use migration::sql::{STATUS_MISSED, STATUS_REJECTED};
 use sea_orm::sea_query::{Alias, Expr, Query};
@@ -30,7 +31,7 @@ use super::error::{db_error, defect};
 use super::filter::condition;
 use crate::domain::stats::{
     Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, MAX_GROUPS, OffsetSegment, Period,
-    StatsGroup, StatsRequest, offset_segments, sort_groups,
+    StatsGroup, StatsRequest, offset_segments, planning_span, sort_groups,
 };
 use crate::error::AppError;
 
@@ -63,7 +64,10 @@ impl Store {
             )
         });
         let segments = match range {
-            Some((Ok(Some(lo)), Ok(Some(hi)))) => offset_segments(request.time_zone, lo, hi),
+            Some((Ok(Some(lo)), Ok(Some(hi)))) => {
+                let (lo, hi) = planning_span(lo, hi, Utc::now());
+                offset_segments(request.time_zone, lo, hi)
+            }
             Some((Err(e), _)) | Some((_, Err(e))) => return Err(defect(e)),
             _ => Vec::new(),
         };

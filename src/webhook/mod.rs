@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -58,7 +58,7 @@ pub async fn receive(
             (prefix, rejected(&error, None, None), Some(error))
         }
         BodyRead::Whole(bytes) => {
-            let (verdict, refusal) = judge(content_type.as_deref(), &bytes).await;
+            let (verdict, refusal) = judge(content_type.as_deref(), &bytes, received_at).await;
             (bytes, verdict, refusal)
         }
     };
@@ -124,15 +124,22 @@ async fn read_body(body: Body) -> BodyRead {
     BodyRead::Whole(kept)
 }
 
-/// Decides what a body is: a call event, another valid delivery, or a refusal (with the
-/// error to answer).
-pub async fn judge(content_type: Option<&str>, body: &[u8]) -> (Verdict, Option<AppError>) {
+/// Decides what a body that arrived at `arrived` is: a call event, another valid delivery,
+/// or a refusal (with the error to answer).
+pub async fn judge(
+    content_type: Option<&str>,
+    body: &[u8],
+    arrived: DateTime<Utc>,
+) -> (Verdict, Option<AppError>) {
     let format = match BodyFormat::from_content_type(content_type, body) {
         Ok(format) => format,
         Err(error) => return (rejected(&error, None, None), Some(error)),
     };
     match payload::parse(&format, body).await {
-        Ok(Delivery::Call(event)) => (Verdict::Call(event), None),
+        Ok(Delivery::Call(mut event)) => {
+            event.flag_implausible(arrived);
+            (Verdict::Call(event), None)
+        }
         Ok(Delivery::NotACall {
             event,
             call_id,

@@ -2,6 +2,8 @@
 //!
 //! This is the one place that decides what a delivery means and whether it is valid; it
 //! reports every field problem at once.
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
@@ -240,6 +242,20 @@ pub fn from_object(object: &Map<String, Value>, typed: bool) -> Result<Delivery,
     };
     // The keys DoubleTick documents are the ones read above; anything else is kept in the raw
     // payload and flagged. (A new key is known once it is read into a field.)
+    // Keys not read, as text (a form carries every value as text, so a JSON number and its
+    // digits in a form say the same); `""` and `null` say nothing.
+    let unread: BTreeMap<String, String> = object
+        .iter()
+        .filter(|(k, _)| !reader.read.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let text = match v {
+                Value::Null => return None,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (!text.is_empty()).then(|| (k.clone(), text))
+        })
+        .collect();
     if object.keys().any(|k| !reader.read.contains(&k.as_str())) {
         reader.anomalies.push(Anomaly::UnknownFields);
     }
@@ -247,6 +263,7 @@ pub fn from_object(object: &Map<String, Value>, typed: bool) -> Result<Delivery,
         kind,
         call_id: call_id.clone().unwrap_or_default(),
         fields: fields.clone(),
+        unread,
     };
     if event.is_terminal() {
         let required = [

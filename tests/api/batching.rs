@@ -41,7 +41,7 @@ async fn deliveries(round: i64, from: usize, to: usize) -> Vec<Incoming> {
         .expect("time");
     let mut out = Vec::new();
     for (i, (content_type, body)) in bodies.into_iter().enumerate() {
-        let (verdict, _) = judge(Some(&content_type), &body).await;
+        let (verdict, _) = judge(Some(&content_type), &body, chrono::Utc::now()).await;
         out.push(Incoming {
             received_at: start + Duration::nanoseconds(1_000_333 * i64::try_from(i).expect("i")),
             content_type,
@@ -58,7 +58,12 @@ async fn changed_call() -> Incoming {
     let body =
         load::call_body("batch", 3).replace("\"endedBy\":\"agent\"", "\"endedBy\":\"customer\"");
     assert!(body.contains("\"endedBy\":\"customer\""), "{body}");
-    let (verdict, _) = judge(Some("application/json"), body.as_bytes()).await;
+    let (verdict, _) = judge(
+        Some("application/json"),
+        body.as_bytes(),
+        chrono::Utc::now(),
+    )
+    .await;
     Incoming {
         received_at: Utc.timestamp_opt(1_772_600_000, 1).single().expect("time"),
         content_type: "application/json".into(),

@@ -51,7 +51,7 @@ async fn deliver_fixtures(app: &TestApp) {
 }
 
 /// `calltrail verify` on `app`'s database: whether it passed, and what it printed.
-fn verify(app: &TestApp, args: &[&str]) -> (bool, String) {
+pub(crate) fn verify(app: &TestApp, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_calltrail"))
         .arg("verify")
         .args(args)

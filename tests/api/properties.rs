@@ -400,6 +400,7 @@ fn lifecycle_event(kind: EventKind, seed: u8) -> CallEvent {
         kind,
         call_id: "call_prop".into(),
         fields,
+        unread: Default::default(),
     }
 }
 

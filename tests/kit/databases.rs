@@ -7,7 +7,7 @@
 // The tests use `TestDatabase`, the benchmarks `BenchDatabase`: each leaves the other unused.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
 
@@ -168,6 +168,36 @@ impl TestDatabase {
             place,
             dir,
         }
+    }
+}
+
+impl TestDatabase {
+    /// A database holding what an earlier calltrail left: on SQLite a copy of the file
+    /// `sqlite_file`, on PostgreSQL a new database with the plain `pg_dump --inserts` output
+    /// `postgres_dump` run into it.
+    pub async fn restored(
+        backend: &Backend,
+        sqlite_file: &Path,
+        postgres_dump: &Path,
+    ) -> TestDatabase {
+        let database = TestDatabase::uncreated(backend);
+        match &database.place {
+            Place::Sqlite(path) => {
+                std::fs::copy(sqlite_file, path).expect("copy the SQLite file");
+            }
+            Place::Postgres { .. } => {
+                database.place.create().await;
+                let dump = std::fs::read_to_string(postgres_dump).expect("read the dump");
+                let db = Database::connect(database.url.as_str())
+                    .await
+                    .expect("connect");
+                db.execute_unprepared(&dump)
+                    .await
+                    .expect("restore the dump");
+                let _ = db.close().await;
+            }
+        }
+        database
     }
 }
 

@@ -6,7 +6,7 @@ use entity::{call, call_event, call_revision, delivery};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder,
+    PaginatorTrait, QueryFilter, QueryOrder,
 };
 use sha2::{Digest, Sha256};
 
@@ -210,17 +210,20 @@ async fn apply_event(
     event: &CallEvent,
 ) -> Result<(Outcome, bool), AppError> {
     let (row, this) = event_row(incoming, event)?;
-    let inserted = call_event::Entity::insert(row)
-        .on_conflict(skip_stored_event())
-        .exec_without_returning(txn)
-        .await
-        .map_err(write_error)?;
-
     let existing = call::Entity::find()
         .filter(call::Column::CallId.eq(&event.call_id))
         .one(txn)
         .await
         .map_err(write_error)?;
+    let inserted = if existing.is_some() && stored_before_v1(txn, event).await? {
+        0
+    } else {
+        call_event::Entity::insert(row)
+            .on_conflict(skip_stored_event())
+            .exec_without_returning(txn)
+            .await
+            .map_err(write_error)?
+    };
     if inserted == 0 {
         let concluded = existing.as_ref().is_some_and(|m| m.ended_at.is_some());
         return Ok((Outcome::Duplicate, concluded));
@@ -281,6 +284,18 @@ async fn apply_event(
     Ok((outcome, state.concluded))
 }
 
+/// Whether `event` was stored by a calltrail before fingerprint version 1, under the
+/// fingerprint that version gave it (a database made then keeps those rows as they are).
+async fn stored_before_v1(txn: &DatabaseTransaction, event: &CallEvent) -> Result<bool, AppError> {
+    let found = call_event::Entity::find()
+        .filter(call_event::Column::CallId.eq(&event.call_id))
+        .filter(call_event::Column::Fingerprint.eq(event.legacy_fingerprint()))
+        .count(txn)
+        .await
+        .map_err(write_error)?;
+    Ok(found > 0)
+}
+
 async fn load_events(
     txn: &DatabaseTransaction,
     call_id: &str,
@@ -306,6 +321,7 @@ pub(crate) fn applied_event(row: call_event::Model) -> Result<AppliedEvent, AppE
             kind,
             call_id: row.call_id,
             fields,
+            unread: Default::default(),
         },
         fingerprint: row.fingerprint,
         received_at: row.received_at,

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait, Value};
 use super::{ALL_DIRECTIONS, BUCKET_SECONDS, HALF_HOURS, QUARTERS, Tier};
 use crate::domain::stats::{
     Aggregates, Dimension, KeyPart, OffsetSegment, Period, StatsGroup, StatsRequest, month_of_day,
-    offset_segments,
+    offset_segments, planning_span,
 };
 use crate::domain::{CallFilter, Direction};
 use crate::error::AppError;
@@ -51,7 +51,10 @@ impl Store {
             None => (None, None),
         };
         let segments = match span {
-            (Some(lo), Some(hi)) => offset_segments(request.time_zone, lo, hi + BUCKET_SECONDS - 1),
+            (Some(lo), Some(hi)) => {
+                let (lo, hi) = planning_span(lo, hi + BUCKET_SECONDS - 1, Utc::now());
+                offset_segments(request.time_zone, lo, hi)
+            }
             _ => Vec::new(),
         };
         Ok(aligned(&segments, QUARTERS).then_some(segments))
