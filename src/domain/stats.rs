@@ -385,15 +385,15 @@ pub fn offset_at(tz: Tz, epoch: i64) -> i64 {
     }
 }
 
-/// The span of instants (epoch seconds) time buckets are planned over, for calls that span
-/// `lo..=hi`: clamped to the plausible instants at `now` (2000-01-01 to a day ahead), so one
-/// implausible call (year 1 or 9999) cannot make planning probe centuries of offsets or push
-/// a question off the rollup. A call outside it is bucketed with the offset at the nearer end.
-pub fn planning_span(lo: i64, hi: i64, now: DateTime<Utc>) -> (i64, i64) {
+/// The instants (epoch seconds, inclusive) time buckets are planned over at `now`: the
+/// plausible ones, 2000-01-01 to a day ahead. Planning finds the zone's offsets over the span
+/// of the calls asked about within these, so one implausible call (year 1 or 9999) cannot make
+/// it probe centuries of offsets or push a question off the rollup (the local mean time of
+/// year 1 is not on a quarter hour); such a call is bucketed with the offset in force at the
+/// nearer end of the planned span (UTC when no call is plausible).
+pub fn plausible_span(now: DateTime<Utc>) -> (i64, i64) {
     use super::event::{PLAUSIBLE_AHEAD, PLAUSIBLE_FROM};
-    let latest = (now + PLAUSIBLE_AHEAD).timestamp();
-    let lo = lo.clamp(PLAUSIBLE_FROM, latest);
-    (lo, hi.clamp(lo, latest))
+    (PLAUSIBLE_FROM, (now + PLAUSIBLE_AHEAD).timestamp())
 }
 
 /// The offsets in force from `start` to `end` (epoch seconds), first segment starting at

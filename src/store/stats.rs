@@ -31,7 +31,7 @@ use super::error::{db_error, defect};
 use super::filter::condition;
 use crate::domain::stats::{
     Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, MAX_GROUPS, OffsetSegment, Period,
-    StatsGroup, StatsRequest, offset_segments, planning_span, sort_groups,
+    StatsGroup, StatsRequest, offset_segments, plausible_span, sort_groups,
 };
 use crate::error::AppError;
 
@@ -55,7 +55,10 @@ impl Store {
         let dialect = self.dialect();
         let epoch = dialect.epoch_seconds("\"ended_at\"");
         let (inner, values) = base_select(dialect, &request.ungrouped(), &BucketPlan::default());
-        let sql = format!("WITH base AS ({inner}) SELECT MIN({epoch}), MAX({epoch}) FROM base");
+        // Implausible instants are not planned for (see `plausible_span`).
+        let (from, to) = plausible_span(Utc::now());
+        let planned = format!("CASE WHEN {epoch} BETWEEN {from} AND {to} THEN {epoch} END");
+        let sql = format!("WITH base AS ({inner}) SELECT MIN({planned}), MAX({planned}) FROM base");
         let rows = self.query(sql, values).await?;
         let range = rows.first().map(|r| {
             (
@@ -64,10 +67,7 @@ impl Store {
             )
         });
         let segments = match range {
-            Some((Ok(Some(lo)), Ok(Some(hi)))) => {
-                let (lo, hi) = planning_span(lo, hi, Utc::now());
-                offset_segments(request.time_zone, lo, hi)
-            }
+            Some((Ok(Some(lo)), Ok(Some(hi)))) => offset_segments(request.time_zone, lo, hi),
             Some((Err(e), _)) | Some((_, Err(e))) => return Err(defect(e)),
             _ => Vec::new(),
         };

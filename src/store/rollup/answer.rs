@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, QueryResult, Statement, TransactionTrait, Value};
 use super::{ALL_DIRECTIONS, BUCKET_SECONDS, HALF_HOURS, QUARTERS, Tier};
 use crate::domain::stats::{
     Aggregates, Dimension, KeyPart, OffsetSegment, Period, StatsGroup, StatsRequest, month_of_day,
-    offset_segments, planning_span,
+    offset_segments, plausible_span,
 };
 use crate::domain::{CallFilter, Direction};
 use crate::error::AppError;
@@ -30,6 +30,9 @@ impl Store {
         }
         let dialect = self.dialect();
         let (condition, values) = bucket_condition(dialect, request, 1);
+        // Implausible instants are not planned for (see `plausible_span`).
+        let (from, to) = plausible_span(Utc::now());
+        let condition = format!("{condition} AND bucket_start BETWEEN {from} AND {to}");
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
@@ -51,10 +54,7 @@ impl Store {
             None => (None, None),
         };
         let segments = match span {
-            (Some(lo), Some(hi)) => {
-                let (lo, hi) = planning_span(lo, hi + BUCKET_SECONDS - 1, Utc::now());
-                offset_segments(request.time_zone, lo, hi)
-            }
+            (Some(lo), Some(hi)) => offset_segments(request.time_zone, lo, hi + BUCKET_SECONDS - 1),
             _ => Vec::new(),
         };
         Ok(aligned(&segments, QUARTERS).then_some(segments))
