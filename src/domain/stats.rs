@@ -207,6 +207,17 @@ impl StatsRequest {
     pub fn has_time_dimension(&self) -> bool {
         self.group_by.iter().any(|d| d.period().is_some())
     }
+
+    /// The same request over the calls that ended within `range` instead.
+    pub fn within(&self, range: super::TimeRange) -> StatsRequest {
+        StatsRequest {
+            filter: CallFilter {
+                ended_at: Some(range),
+                ..self.filter.clone()
+            },
+            ..self.clone()
+        }
+    }
 }
 
 /// A percentile rank: `p` in `[0, 1]`.

@@ -29,6 +29,7 @@ use super::Store;
 use super::dialect::{Dialect, PercentileQuery};
 use super::error::{db_error, defect};
 use super::filter::condition;
+use super::rollup::Split;
 use crate::domain::stats::{
     Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, MAX_GROUPS, OffsetSegment, Period,
     StatsGroup, StatsRequest, offset_segments, plausible_span, sort_groups,
@@ -40,6 +41,9 @@ use crate::error::AppError;
 #[derive(Clone, Debug, Default)]
 pub struct BucketPlan {
     segments: Vec<OffsetSegment>,
+    /// For bounds off the rollup's grid: the interior read from the rollup, the edges from
+    /// `calls` ([`Store::rollup_split`]).
+    split: Option<Split>,
 }
 
 impl Store {
@@ -50,7 +54,16 @@ impl Store {
         }
         // Answerable from the `call_buckets` rollup (see `store::rollup`): no scan of calls.
         if let Some(segments) = self.rollup_segments(request).await? {
-            return Ok(BucketPlan { segments });
+            return Ok(BucketPlan {
+                segments,
+                split: None,
+            });
+        }
+        if let Some((segments, split)) = self.rollup_split(request).await? {
+            return Ok(BucketPlan {
+                segments,
+                split: Some(split),
+            });
         }
         let dialect = self.dialect();
         let epoch = dialect.epoch_seconds("\"ended_at\"");
@@ -71,7 +84,10 @@ impl Store {
             Some((Err(e), _)) | Some((_, Err(e))) => return Err(defect(e)),
             _ => Vec::new(),
         };
-        Ok(BucketPlan { segments })
+        Ok(BucketPlan {
+            segments,
+            split: None,
+        })
     }
 
     /// One group per distinct key (exactly one, the totals, without `group_by`), in the
@@ -81,11 +97,53 @@ impl Store {
         request: &StatsRequest,
         plan: &BucketPlan,
     ) -> Result<Vec<StatsGroup>, AppError> {
-        if let Some(mut groups) = self.rollup_groups(request, &plan.segments).await? {
-            zero_fill(request, &mut groups)?;
-            sort_groups(&request.group_by, &mut groups);
-            return Ok(groups);
+        let mut groups = if let Some(split) = &plan.split {
+            self.split_groups(request, plan, split).await?
+        } else if let Some(groups) = self.rollup_groups(request, &plan.segments).await? {
+            groups
+        } else {
+            self.calls_groups(request, plan).await?
+        };
+        zero_fill(request, &mut groups)?;
+        sort_groups(&request.group_by, &mut groups);
+        Ok(groups)
+    }
+
+    /// The groups of a range split by [`Store::rollup_split`]: its interior from the rollup,
+    /// its edges from `calls`, added up bucket by bucket.
+    async fn split_groups(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+        split: &Split,
+    ) -> Result<Vec<StatsGroup>, AppError> {
+        let interior = request.within(split.interior);
+        let mut parts = self
+            .rollup_groups(&interior, &plan.segments)
+            .await?
+            .ok_or_else(|| AppError::Internal("the rollup did not answer a split range".into()))?;
+        for edge in &split.edges {
+            parts.extend(self.calls_groups(&request.within(*edge), plan).await?);
         }
+        let mut merged: HashMap<GroupKey, Aggregates> = HashMap::new();
+        for part in parts {
+            merged.entry(part.key).or_default().absorb(&part.aggregates);
+        }
+        if merged.len() > MAX_GROUPS {
+            return Err(too_many_groups());
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(key, aggregates)| StatsGroup { key, aggregates })
+            .collect())
+    }
+
+    /// The groups of `request` read from `calls`, before zero-filling and sorting.
+    async fn calls_groups(
+        &self,
+        request: &StatsRequest,
+        plan: &BucketPlan,
+    ) -> Result<Vec<StatsGroup>, AppError> {
         let (inner, values) = base_select(self.dialect(), request, plan);
         let keys = key_list(request);
         let short = request.short_call_seconds.map_or("NULL".to_owned(), |s| {
@@ -118,8 +176,6 @@ impl Store {
             aggregates.long_calls = request.long_call_seconds.and(opt(9)?.or(Some(0)));
             groups.push(StatsGroup { key, aggregates });
         }
-        zero_fill(request, &mut groups)?;
-        sort_groups(&request.group_by, &mut groups);
         Ok(groups)
     }
 

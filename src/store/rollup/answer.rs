@@ -10,7 +10,7 @@ use crate::domain::stats::{
     Aggregates, Dimension, KeyPart, OffsetSegment, Period, StatsGroup, StatsRequest, month_of_day,
     offset_segments, plausible_span,
 };
-use crate::domain::{CallFilter, Direction};
+use crate::domain::{CallFilter, Direction, TimeRange};
 use crate::error::AppError;
 use crate::store::Store;
 use crate::store::dialect::Dialect;
@@ -58,6 +58,63 @@ impl Store {
             _ => Vec::new(),
         };
         Ok(aligned(&segments, QUARTERS).then_some(segments))
+    }
+
+    /// When `request` is one the rollup holds but for `endedAt` bounds off its grid (as
+    /// dashboards send: `now-30d .. now`), the zone's offsets over the range and how to split
+    /// it: the whole buckets inside from the rollup, the partial buckets at the edges from
+    /// `calls`. `None` when it is not such a request: open or implausible bounds (see
+    /// [`plausible_span`]), a zone whose offsets no tier fits, or a range within one bucket.
+    pub async fn rollup_split(
+        &self,
+        request: &StatsRequest,
+    ) -> Result<Option<(Vec<OffsetSegment>, Split)>, AppError> {
+        let Some(TimeRange {
+            from: Some(from),
+            to: Some(to),
+        }) = request.filter.ended_at
+        else {
+            return Ok(None);
+        };
+        let (earliest, latest) = plausible_span(Utc::now());
+        let (lo, hi) = (from.timestamp(), to.timestamp());
+        if !holds(request) || lo < earliest || hi > latest || lo >= hi {
+            return Ok(None);
+        }
+        let segments = offset_segments(request.time_zone, lo, hi);
+        let Some(tier) = [HALF_HOURS, QUARTERS]
+            .into_iter()
+            .find(|&tier| aligned(&segments, tier))
+        else {
+            return Ok(None);
+        };
+        let instant = |t: i64| DateTime::<Utc>::from_timestamp(t, 0).unwrap_or(from);
+        // The first bucket start at or after `from`, the last at or before `to`.
+        let on_grid = lo.rem_euclid(tier.seconds) == 0 && from.timestamp_subsec_nanos() == 0;
+        let first = lo.div_euclid(tier.seconds) * tier.seconds;
+        let inner_from = instant(if on_grid { first } else { first + tier.seconds });
+        let inner_to = instant(hi.div_euclid(tier.seconds) * tier.seconds);
+        if inner_from >= inner_to {
+            return Ok(None);
+        }
+        let mut edges = Vec::new();
+        if from < inner_from {
+            edges.push(TimeRange {
+                from: Some(from),
+                to: Some(inner_from),
+            });
+        }
+        if inner_to < to {
+            edges.push(TimeRange {
+                from: Some(inner_to),
+                to: Some(to),
+            });
+        }
+        let interior = TimeRange {
+            from: Some(inner_from),
+            to: Some(inner_to),
+        };
+        Ok(Some((segments, Split { interior, edges })))
     }
 
     /// The groups of `request` computed from the rollup, before zero-filling and sorting;
@@ -151,10 +208,19 @@ impl Store {
     }
 }
 
-/// Whether the rollup holds what `request` needs: time buckets and direction as the only
-/// dimensions, `endedAt` on quarter-hour bounds and direction as the only filters, and no
+/// How an `endedAt` range off the rollup's grid is answered ([`Store::rollup_split`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// The whole buckets inside the range: from the rollup.
+    pub interior: TimeRange,
+    /// What is left at each end, less than a bucket each (none, one or two): from `calls`.
+    pub edges: Vec<TimeRange>,
+}
+
+/// Whether the rollup holds what `request` needs, whatever its bounds: time buckets and
+/// direction as the only dimensions, `endedAt` and direction as the only filters, and no
 /// short/long thresholds (those need each call's duration).
-fn answerable(request: &StatsRequest) -> bool {
+fn holds(request: &StatsRequest) -> bool {
     let dimensions_ok = request
         .group_by
         .iter()
@@ -166,9 +232,14 @@ fn answerable(request: &StatsRequest) -> bool {
     } == request.filter;
     dimensions_ok
         && filter_ok
-        && bounds_on(request, QUARTERS)
         && request.short_call_seconds.is_none()
         && request.long_call_seconds.is_none()
+}
+
+/// Whether the rollup alone answers `request`: it [holds](holds) it and the `endedAt` bounds
+/// fall on quarter hours.
+fn answerable(request: &StatsRequest) -> bool {
+    holds(request) && bounds_on(request, QUARTERS)
 }
 
 /// The coarsest tier whose buckets fit both the zone's offsets over `segments` and the

@@ -20,6 +20,7 @@
 //! order ([`TIERS`]). The migrations that create the tables fill them from what is already
 //! stored; `calltrail seed` rebuilds both after loading.
 mod answer;
+pub(crate) use answer::Split;
 mod maintain;
 
 pub(crate) use maintain::{merge, new_call_sums, record_change, record_new_calls};
