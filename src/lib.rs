@@ -2,6 +2,8 @@
 
 /// Who is asking: API keys, roles and scopes, decided once per request.
 pub mod access;
+/// The binary's allocator: mimalloc for small blocks, the system's for large ones.
+pub mod allocator;
 /// The HTTP application: router, binding and graceful shutdown.
 pub mod app;
 /// Settings from flags and environment, and the command line.

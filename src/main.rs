@@ -4,11 +4,9 @@ use clap::Parser;
 use calltrail::config::{Cli, Command, DbCommand};
 use calltrail::{app, graphql, replay, store::Store};
 
-/// mimalloc instead of the system allocator: requests allocate and free many small values,
-/// often on different threads (the SQLite driver's worker thread frees what a request
-/// built), where glibc's allocator spends a quarter of the time of a page request.
+/// mimalloc for small blocks, the system allocator for large ones (see the module).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: calltrail::allocator::SizeSplit = calltrail::allocator::SizeSplit;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

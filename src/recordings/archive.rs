@@ -1,10 +1,10 @@
 //! One archive attempt: the recording fetched with the key, streamed through SHA-256 into a
-//! temp file (never held whole in memory), checked to be audio and under the size cap, then
-//! stored under its hash.
+//! staged file (never held whole in memory; inside a `file:` store's directory, so storing it
+//! is a rename), checked to be audio and under the size cap, then stored under its hash.
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{DoubleTick, Objects};
 use crate::domain::recording::AttemptOutcome;
@@ -105,11 +105,10 @@ impl Fetcher {
         if let Declared::NotAudio(essence) = &declared {
             return AttemptOutcome::Failed(format!("not audio: DoubleTick sent {essence}"));
         }
-        let file = match tempfile::tempfile() {
-            Ok(file) => file,
-            Err(e) => return AttemptOutcome::Retry(format!("no temp file: {e}")),
+        let mut staged = match self.objects.stage() {
+            Ok(staged) => staged,
+            Err(e) => return AttemptOutcome::Retry(e.to_string()),
         };
-        let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut head: Vec<u8> = Vec::with_capacity(16);
@@ -131,8 +130,8 @@ impl Fetcher {
                 head.extend_from_slice(&chunk[..take]);
             }
             hasher.update(&chunk);
-            if let Err(e) = file.write_all(&chunk).await {
-                return AttemptOutcome::Retry(format!("writing the temp file: {e}"));
+            if let Err(e) = staged.file.write_all(&chunk).await {
+                return AttemptOutcome::Retry(format!("writing the staged file: {e}"));
             }
         }
         let content_type = match declared {
@@ -154,16 +153,7 @@ impl Fetcher {
             return AttemptOutcome::Retry("DoubleTick sent an empty body".into());
         }
         let sha256 = hex::encode(hasher.finalize());
-        let stored = async {
-            file.flush().await?;
-            file.rewind().await?;
-            Ok::<_, std::io::Error>(())
-        }
-        .await;
-        if let Err(e) = stored {
-            return AttemptOutcome::Retry(format!("reading back the temp file: {e}"));
-        }
-        if let Err(e) = self.objects.put_file(&sha256, size, &mut file).await {
+        if let Err(e) = self.objects.put_staged(&sha256, size, staged).await {
             let detail = match &e {
                 crate::error::AppError::Unavailable(d) | crate::error::AppError::Internal(d) => {
                     d.clone()

@@ -6,7 +6,7 @@
 //! - `secret`: the key, which never prints.
 //! - `doubletick`: requests to DoubleTick's media host with the key added, errors without URLs.
 //! - `objects`: the object store (`file:<dir>` or `s3://bucket/prefix`), content-addressed.
-//! - `archive`: one fetch attempt, streamed to a temp file and into the store.
+//! - `archive`: one fetch attempt, streamed to a staged file and into the store.
 //! - `worker`: the workers' loop, back-off and retry window, shutdown.
 //! - `playback`: `GET /recordings/{callId}` with ranges.
 //! - `cli`: `calltrail recordings backfill|verify`.

@@ -13,12 +13,19 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::error::AppError;
 
-/// Parts of a multipart upload (S3's smallest is 5 MiB); one is buffered at a time.
+/// Parts of a multipart upload (S3's smallest is 5 MiB); one is in memory at a time.
 const PART_BYTES: usize = 5 * 1024 * 1024;
+
+/// A recording being downloaded, before it is stored ([`Objects::stage`]); removed when
+/// dropped unless it was stored.
+pub struct Staged {
+    pub file: tokio::fs::File,
+    path: tempfile::TempPath,
+}
 
 /// Where recordings are kept.
 #[derive(Clone, Debug)]
@@ -31,6 +38,24 @@ pub struct Objects {
     prefix: Option<Path>,
     /// `file:<dir>` or `s3://bucket/prefix`, as configured (for messages).
     pub location: String,
+}
+
+/// Removes what a process killed mid-download left in `<dir>/.staging`: files not written to
+/// for a day (a download in progress writes every few seconds; a fetch times out long before).
+fn remove_stale_staging(dir: &str) {
+    let Ok(entries) = std::fs::read_dir(std::path::Path::new(dir).join(".staging")) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// What re-reading an archived object found.
@@ -110,6 +135,7 @@ impl Objects {
             .map_err(|e| bad(format!("cannot create the directory {dir}: {e}")))?;
         let store = LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| bad(format!("cannot use the directory {dir}: {e}")))?;
+        remove_stale_staging(dir);
         let _ = self.store.set(Arc::new(store));
         self.store
             .get()
@@ -124,17 +150,57 @@ impl Objects {
         }
     }
 
-    /// Stores `file` (`bytes` long, hashing to `sha256`) unless the same bytes are stored
-    /// already; reads it a part at a time.
-    pub async fn put_file(
+    /// A new file to download a recording into before it is stored: inside a `file:` store's
+    /// directory (`.staging/`), so storing it is a rename, not a copy; in the system's temp
+    /// directory for S3, from where it is uploaded a part at a time.
+    pub fn stage(&self) -> Result<Staged, AppError> {
+        let named = match &self.dir {
+            Some(dir) => {
+                let staging = std::path::Path::new(dir).join(".staging");
+                std::fs::create_dir_all(&staging)
+                    .and_then(|()| tempfile::NamedTempFile::new_in(&staging))
+            }
+            None => tempfile::NamedTempFile::new(),
+        }
+        .map_err(|e| AppError::Unavailable(format!("no file to download into: {e}")))?;
+        let (file, path) = named.into_parts();
+        Ok(Staged {
+            file: tokio::fs::File::from_std(file),
+            path,
+        })
+    }
+
+    /// Stores the staged file (`bytes` long, hashing to `sha256`) unless the same bytes are
+    /// stored already: renamed into place in a `file:` store (after its bytes reach the disk),
+    /// uploaded a part at a time to S3 with no part in flight while the next is read, so at
+    /// most one part (5 MiB) is in memory.
+    pub async fn put_staged(
         &self,
         sha256: &str,
         bytes: u64,
-        file: &mut tokio::fs::File,
+        mut staged: Staged,
     ) -> Result<(), AppError> {
+        let failed = |e: std::io::Error| AppError::Internal(format!("the staged file: {e}"));
+        staged.file.flush().await.map_err(failed)?;
         if self.size(sha256).await? == Some(bytes) {
             return Ok(());
         }
+        if let Some(dir) = &self.dir {
+            let target = std::path::Path::new(dir).join(self.path(sha256).as_ref());
+            let Staged { file, path } = staged;
+            let file = file.into_std().await;
+            return tokio::task::spawn_blocking(move || {
+                file.sync_all()?;
+                let parent = target.parent().unwrap_or(std::path::Path::new("."));
+                std::fs::create_dir_all(parent)?;
+                path.persist(&target).map_err(|e| e.error)?;
+                std::fs::File::open(parent)?.sync_all()
+            })
+            .await
+            .map_err(|e| AppError::Internal(format!("storing the recording: {e}")))?
+            .map_err(|e| AppError::Unavailable(format!("storing the recording: {e}")));
+        }
+        staged.file.rewind().await.map_err(failed)?;
         let upload = self
             .store()?
             .put_multipart(&self.path(sha256))
@@ -143,17 +209,17 @@ impl Objects {
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
         let mut buffer = vec![0u8; 256 * 1024];
         loop {
-            let n = match file.read(&mut buffer).await {
+            let n = match staged.file.read(&mut buffer).await {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(AppError::Internal(format!("reading the temp file: {e}")));
+                    return Err(failed(e));
                 }
             };
             if n == 0 {
                 break;
             }
-            if let Err(e) = writer.wait_for_capacity(1).await {
+            if let Err(e) = writer.wait_for_capacity(0).await {
                 return Err(unavailable(e));
             }
             writer.write(&buffer[..n]);
