@@ -17,6 +17,7 @@ mod m20261201_000010_create_access;
 mod m20261202_000011_create_recordings;
 mod m20261202_000012_chain_logs;
 mod m20261202_000013_protect_events;
+mod m20261202_000014_cover_ended_at;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_create_recordings::Migration),
             Box::new(m20261202_000012_chain_logs::Migration),
             Box::new(m20261202_000013_protect_events::Migration),
+            Box::new(m20261202_000014_cover_ended_at::Migration),
         ]
     }
 }

@@ -67,7 +67,12 @@ impl Store {
         }
         let dialect = self.dialect();
         let epoch = dialect.epoch_seconds("\"ended_at\"");
-        let (inner, values) = base_select(dialect, &request.ungrouped(), &BucketPlan::default());
+        let (inner, values) = base_select(
+            dialect,
+            &request.ungrouped(),
+            &BucketPlan::default(),
+            Columns::NONE,
+        );
         // Implausible instants are not planned for (see `plausible_span`).
         let (from, to) = plausible_span(Utc::now());
         let planned = format!("CASE WHEN {epoch} BETWEEN {from} AND {to} THEN {epoch} END");
@@ -144,7 +149,8 @@ impl Store {
         request: &StatsRequest,
         plan: &BucketPlan,
     ) -> Result<Vec<StatsGroup>, AppError> {
-        let (inner, values) = base_select(self.dialect(), request, plan);
+        let columns = Columns::for_groups(request);
+        let (inner, values) = base_select(self.dialect(), request, plan, columns);
         let keys = key_list(request);
         let short = request.short_call_seconds.map_or("NULL".to_owned(), |s| {
             format!("SUM(CASE WHEN d < {s} THEN 1 ELSE 0 END)")
@@ -192,7 +198,7 @@ impl Store {
             return Ok(result);
         }
         let dialect = self.dialect();
-        let (inner, values) = base_select(dialect, request, plan);
+        let (inner, values) = base_select(dialect, request, plan, Columns::DURATION);
         let keys = key_list(request);
         let sql = dialect.percentiles_sql(&PercentileQuery {
             inner: &inner,
@@ -223,7 +229,7 @@ impl Store {
         plan: &BucketPlan,
         bounds: &HistogramBounds,
     ) -> Result<HashMap<GroupKey, Vec<i64>>, AppError> {
-        let (inner, values) = base_select(self.dialect(), request, plan);
+        let (inner, values) = base_select(self.dialect(), request, plan, Columns::DURATION);
         let keys = key_list(request);
         let mut bucket = String::from("CAST(CASE");
         for (i, b) in bounds.bounds().iter().enumerate() {
@@ -303,10 +309,55 @@ pub(crate) fn group_clause(keys: &str) -> String {
 /// The filtered calls, one row each: `g0..gN` (group key), `d` (duration), and 0/1 flags
 /// `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
 /// other literal is a number the service produced.
+/// The measure columns a read of `calls` selects beside the group keys and `ended_at`. A column
+/// left out is selected as a constant (`0`, or `NULL` for the duration), so that the read
+/// touches only what the covering index `idx_calls_ended_at_covering` holds plus what the
+/// filter names, and the planner can answer it from the index alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Columns {
+    duration: bool,
+    recording: bool,
+    answered: bool,
+    missed: bool,
+    rejected: bool,
+}
+
+impl Columns {
+    /// Only `ended_at` and the group keys (planning the buckets).
+    const NONE: Columns = Columns {
+        duration: false,
+        recording: false,
+        answered: false,
+        missed: false,
+        rejected: false,
+    };
+    /// The duration alone (percentiles, histograms).
+    const DURATION: Columns = Columns {
+        duration: true,
+        ..Columns::NONE
+    };
+
+    /// What the additive measures `request` asks for read.
+    fn for_groups(request: &StatsRequest) -> Columns {
+        let m = request.measures;
+        Columns {
+            duration: m.total_duration
+                || m.min_max_duration
+                || request.short_call_seconds.is_some()
+                || request.long_call_seconds.is_some(),
+            recording: m.with_recording,
+            answered: m.answered,
+            missed: m.missed,
+            rejected: m.rejected,
+        }
+    }
+}
+
 fn base_select(
     dialect: Dialect,
     request: &StatsRequest,
     plan: &BucketPlan,
+    columns: Columns,
 ) -> (String, sea_orm::Values) {
     let mut select = Query::select();
     for (i, dimension) in request.group_by.iter().enumerate() {
@@ -316,17 +367,37 @@ fn base_select(
         };
         select.expr_as(Expr::cust(expr), Alias::new(format!("g{i}")));
     }
-    let flag = |sql: &str| Expr::cust(format!("CASE WHEN {sql} THEN 1 ELSE 0 END"));
+    let flag = |wanted: bool, sql: &str| {
+        Expr::cust(if wanted {
+            format!("CASE WHEN {sql} THEN 1 ELSE 0 END")
+        } else {
+            "0".to_owned()
+        })
+    };
+    let duration = if columns.duration {
+        "\"duration_seconds\""
+    } else {
+        "CAST(NULL AS BIGINT)"
+    };
     select
-        .expr_as(Expr::cust("\"duration_seconds\""), Alias::new("d"))
-        .expr_as(flag("\"recording_url\" IS NOT NULL"), Alias::new("rec"))
-        .expr_as(flag("\"started_at\" IS NOT NULL"), Alias::new("ans"))
+        .expr_as(Expr::cust(duration), Alias::new("d"))
         .expr_as(
-            flag(&format!("\"status\" = '{STATUS_MISSED}'")),
+            flag(columns.recording, "\"recording_url\" IS NOT NULL"),
+            Alias::new("rec"),
+        )
+        .expr_as(
+            flag(columns.answered, "\"started_at\" IS NOT NULL"),
+            Alias::new("ans"),
+        )
+        .expr_as(
+            flag(columns.missed, &format!("\"status\" = '{STATUS_MISSED}'")),
             Alias::new("missed"),
         )
         .expr_as(
-            flag(&format!("\"status\" = '{STATUS_REJECTED}'")),
+            flag(
+                columns.rejected,
+                &format!("\"status\" = '{STATUS_REJECTED}'"),
+            ),
             Alias::new("rejected"),
         )
         .expr_as(Expr::cust("\"ended_at\""), Alias::new("ended_at"))
