@@ -71,7 +71,17 @@ pub(super) const INDEX_BUILD_SESSION: (&[&str], &[&str], &[&str]) = (
 
 /// Statistics for the planner, then the load moved from the write-ahead log into the database
 /// file, so readers do not search a log as large as the database.
-pub(super) const AFTER_BULK_LOAD: &[&str] = &["ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)"];
+/// `ANALYZE`, then `noskipscan` on every index of `calls`: given statistics, SQLite would
+/// answer "stats by agent over 30 days" by skip-scanning `(waba_number, ended_at)` (three
+/// distinct leading values) and reading every call row in the range, 245 ms at 1M calls,
+/// instead of the `ended_at` range of the covering index, 42 ms. calltrail's indexes are built
+/// for equality on their leading column; a skip-scan of one is never the better plan.
+pub(super) const AFTER_BULK_LOAD: &[&str] = &[
+    "ANALYZE",
+    "UPDATE sqlite_stat1 SET stat = stat || ' noskipscan' \
+     WHERE tbl = 'calls' AND stat NOT LIKE '% noskipscan%'",
+    "PRAGMA wal_checkpoint(TRUNCATE)",
+];
 
 /// Any statement that reads the database makes SQLite check its cached schema and reload it.
 /// `CREATE INDEX` is compiled against the copy the connection holds without checking it first,
