@@ -306,9 +306,6 @@ pub(crate) fn group_clause(keys: &str) -> String {
     }
 }
 
-/// The filtered calls, one row each: `g0..gN` (group key), `d` (duration), and 0/1 flags
-/// `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
-/// other literal is a number the service produced.
 /// The measure columns a read of `calls` selects beside the group keys and `ended_at`. A column
 /// left out is selected as a constant (`0`, or `NULL` for the duration), so that the read
 /// touches only what the covering index `idx_calls_ended_at_covering` holds plus what the
@@ -353,6 +350,10 @@ impl Columns {
     }
 }
 
+/// The filtered calls, one row each: `g0..gN` (group key), `d` (duration), and 0/1 flags
+/// `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
+/// other literal is a number the service produced. What `columns` leaves out reads as a
+/// constant.
 fn base_select(
     dialect: Dialect,
     request: &StatsRequest,
