@@ -7,5 +7,6 @@ pub mod call_bucket;
 pub mod call_event;
 pub mod call_revision;
 pub mod delivery;
+pub mod desk_session;
 pub mod recording;
 pub mod recording_job;

@@ -71,6 +71,13 @@ pub fn condition(filter: &CallFilter) -> Condition {
     c
 }
 
+/// Calls whose length is within `short`, or that have anomalies: what waits for review.
+pub fn short_or_anomalous(short: IntRange) -> Condition {
+    Condition::any()
+        .add(int_range(Condition::all(), Column::DurationSeconds, &short))
+        .add(Column::Anomalies.ne(""))
+}
+
 /// The call's current recording link has an archive job in one of `states`.
 fn recording_in(states: &[crate::domain::recording::JobState]) -> Condition {
     use sea_orm::sea_query::{Alias, Query};

@@ -4,10 +4,12 @@ use std::collections::HashMap;
 
 use super::Store;
 use super::calls::Page;
+use super::deliveries::DeliveryRow;
+use super::filter::short_or_anomalous;
 use super::stats::BucketPlan;
 use crate::domain::call::CallRevision;
 use crate::domain::stats::{GroupKey, HistogramBounds, StatsGroup, StatsRequest};
-use crate::domain::{Call, CallFilter, CallOrder, PageFields, PageRequest, Scope};
+use crate::domain::{Call, CallFilter, CallOrder, IntRange, PageFields, PageRequest, Scope};
 use crate::error::AppError;
 
 /// The store as seen by one reader's scope.
@@ -52,6 +54,55 @@ impl Reader {
         self.store
             .page(&self.scope.restrict(filter), order, request, fields)
             .await
+    }
+
+    /// How many calls match `filter`, counting no further than `cap`.
+    pub async fn count_up_to(&self, filter: &CallFilter, cap: u64) -> Result<u64, AppError> {
+        self.store
+            .count_up_to(&self.scope.restrict(filter), sea_orm::Condition::all(), cap)
+            .await
+    }
+
+    /// How many calls match `filter` and are short (`short`: their length) or anomalous,
+    /// counting no further than `cap`: the review queue's size.
+    pub async fn flagged_count_up_to(
+        &self,
+        filter: &CallFilter,
+        short: IntRange,
+        cap: u64,
+    ) -> Result<u64, AppError> {
+        self.store
+            .count_up_to(&self.scope.restrict(filter), short_or_anomalous(short), cap)
+            .await
+    }
+
+    /// A page of the calls matching `filter` that are short (`short`: their length) or
+    /// anomalous.
+    pub async fn flagged_page(
+        &self,
+        filter: &CallFilter,
+        short: IntRange,
+        order: CallOrder,
+        request: &PageRequest,
+        fields: PageFields,
+    ) -> Result<Page, AppError> {
+        self.store
+            .page_where(
+                &self.scope.restrict(filter),
+                short_or_anomalous(short),
+                order,
+                request,
+                fields,
+            )
+            .await
+    }
+
+    /// The logged deliveries of `call` (a call this reader read); none for a call out of scope.
+    pub async fn deliveries(&self, call: &Call) -> Result<Vec<DeliveryRow>, AppError> {
+        if !self.scope.admits(call) {
+            return Ok(Vec::new());
+        }
+        self.store.deliveries_of(&call.call_id).await
     }
 
     /// The earlier versions of `call` (a call this reader read); none for a call out of scope.
