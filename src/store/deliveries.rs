@@ -1,11 +1,29 @@
-//! The delivery log: appended by ingestion, read by `calltrail replay` and shown with each
-//! call on the reviewer desk.
+//! The delivery log: appended by ingestion, read by `calltrail replay`, the pages and the
+//! evidence bundle.
 use entity::delivery;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::Store;
 use super::error::db_error;
 use crate::error::AppError;
+
+/// A delivery-log row as the pages and the evidence bundle show it: every column, the body
+/// exactly as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// SHA-256 of `body` as logged when it arrived (lowercase hex).
+    pub sha256: String,
+    pub event: Option<String>,
+    pub call_id: Option<String>,
+    /// `stored`, `duplicate`, `rejected`...
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub replay_of: Option<i64>,
+}
 
 /// A logged delivery to re-process.
 #[derive(Clone, Debug)]
@@ -16,76 +34,29 @@ pub struct LoggedDelivery {
     pub body: Vec<u8>,
 }
 
-/// A logged delivery of one call as the desk lists it: what arrived and what became of it,
-/// without its body.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeliveryRow {
-    pub id: i64,
-    pub received_at: chrono::DateTime<chrono::Utc>,
-    pub content_type: String,
-    /// Hex SHA-256 of the body as received.
-    pub sha256: String,
-    pub event: Option<String>,
-    pub outcome: String,
-    pub reason: Option<String>,
-    pub replay_of: Option<i64>,
-}
-
-/// A [`DeliveryRow`] as selected, column by column.
-type DeliveryTuple = (
-    i64,
-    chrono::DateTime<chrono::Utc>,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<i64>,
-);
-
-/// Most deliveries listed for one call.
-pub const MAX_DELIVERIES_SHOWN: u64 = 200;
-
 impl Store {
-    /// The logged deliveries of call `call_id`, oldest first (at most
-    /// [`MAX_DELIVERIES_SHOWN`]).
-    pub(super) async fn deliveries_of(&self, call_id: &str) -> Result<Vec<DeliveryRow>, AppError> {
-        use delivery::Column as C;
-        let rows: Vec<DeliveryTuple> = delivery::Entity::find()
-            .select_only()
-            .columns([
-                C::Id,
-                C::ReceivedAt,
-                C::ContentType,
-                C::Sha256,
-                C::Event,
-                C::Outcome,
-                C::Reason,
-                C::ReplayOf,
-            ])
-            .filter(C::CallId.eq(call_id))
-            .order_by_asc(C::Id)
-            .limit(MAX_DELIVERIES_SHOWN)
-            .into_tuple()
+    /// Every logged delivery of the call `call_id`, in the order they arrived. A caller shows
+    /// them only for a call its reader may see ([`super::reader::Reader`]).
+    pub async fn deliveries_of(&self, call_id: &str) -> Result<Vec<DeliveryRow>, AppError> {
+        Ok(delivery::Entity::find()
+            .filter(delivery::Column::CallId.eq(call_id))
+            .order_by_asc(delivery::Column::Id)
             .all(&self.db)
             .await
-            .map_err(db_error)?;
-        Ok(rows
+            .map_err(db_error)?
             .into_iter()
-            .map(
-                |(id, received_at, content_type, sha256, event, outcome, reason, replay_of)| {
-                    DeliveryRow {
-                        id,
-                        received_at,
-                        content_type,
-                        sha256,
-                        event,
-                        outcome,
-                        reason,
-                        replay_of,
-                    }
-                },
-            )
+            .map(|d| DeliveryRow {
+                id: d.id,
+                received_at: d.received_at,
+                content_type: d.content_type,
+                body: d.body,
+                sha256: d.sha256,
+                event: d.event,
+                call_id: d.call_id,
+                outcome: d.outcome,
+                reason: d.reason,
+                replay_of: d.replay_of,
+            })
             .collect())
     }
 

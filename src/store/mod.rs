@@ -6,9 +6,9 @@
 //! - `rollup/`: the pre-aggregated tiers: kept equal to `calls`, and answering from them.
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
-//!   `recordings`: the archive queue and the archived recordings;
-//!   `sessions`: the reviewer desk's sign-ins; `seed`: bulk loading; `checkpoint`: SQLite's
-//!   log copied beside the writer.
+//!   `recordings`: the archive queue and the archived recordings; `reviews`: what reviewers
+//!   found (append-only); `sessions`: the reviewer desk's sign-ins; `seed`: bulk loading;
+//!   `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
 pub mod chain;
@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod keys;
 pub mod reader;
 pub mod recordings;
+pub mod reviews;
 pub mod rollup;
 pub mod runtime;
 pub mod seed;
