@@ -106,6 +106,7 @@ pub fn router(
         .route("/", get(web::home))
         .route("/calls", get(web::find))
         .route("/calls/{call_id}", get(web::call))
+        .route("/calls/{call_id}/reviews", post(web::review))
         .route("/agents/{agent}/{date}", get(web::agent_day))
         .route("/queue", get(web::queue))
         .route("/sign-in", post(web::sign_in))

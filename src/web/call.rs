@@ -9,7 +9,7 @@ use maud::{Markup, html};
 
 use super::layout::{self, Frame, Section};
 use super::session::Session;
-use super::{Desk, Peer, format, list};
+use super::{Desk, Peer, format, list, review};
 use crate::domain::Call;
 use crate::domain::recording::{RecordingStatus, Shown};
 use crate::error::AppError;
@@ -54,6 +54,11 @@ async fn page(
     let reveal = viewer.may_see_identity();
     let recording = reader.recording(&call).await?;
     let deliveries = reader.deliveries(&call).await?;
+    let reviews = if reveal {
+        reader.reviews(&call).await?
+    } else {
+        Vec::new()
+    };
     let revisions = if reveal {
         reader.revisions(&call).await?
     } else {
@@ -77,6 +82,14 @@ async fn page(
         (links(&call, reveal, tz))
         h2 #recording { "Recording" }
         (player(desk, &call, recording.as_ref(), reveal))
+        h2 #reviews { "Reviews" }
+        @if reveal {
+            (review::list(&reviews, tz))
+            h3 { "Record a review" }
+            (review::form(&call.call_id, session, tz, None, ""))
+        } @else {
+            p.muted { "Reviews (their notes may name the customer) are not shown to analyst keys." }
+        }
         h2 #details { "Every field" }
         (fields(&call, reveal, tz))
         @if reveal {

@@ -10,6 +10,7 @@ mod format;
 mod layout;
 mod list;
 mod queue;
+mod review;
 mod search;
 pub mod session;
 mod sign_in;
@@ -24,6 +25,7 @@ use maud::html;
 pub use call::call;
 pub use day::agent_day;
 pub use queue::queue;
+pub use review::record as review;
 pub use sign_in::{sign_in, sign_out};
 
 use crate::access::Gate;

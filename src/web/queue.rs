@@ -124,5 +124,8 @@ pub async fn queue(
 
 /// The calls nobody has reviewed yet.
 fn unreviewed() -> CallFilter {
-    CallFilter::default()
+    CallFilter {
+        reviewed: Some(false),
+        ..CallFilter::default()
+    }
 }

@@ -210,6 +210,9 @@ impl Search {
         if self.anomalies {
             filter.has_anomalies = Some(true);
         }
+        if self.unreviewed {
+            filter.reviewed = Some(false);
+        }
         match self.recording.as_str() {
             "" => {}
             "some" => filter.has_recording = Some(true),
