@@ -63,7 +63,7 @@ pub fn page(frame: Frame<'_>, main: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · calltrail desk" }
                 link rel="stylesheet" href=(STYLESHEET.as_str());
                 script src=(SCRIPT.as_str()) defer {}

@@ -292,14 +292,15 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// Every desk answer: the CSP, no sniffing, no referrer, no framing; pages are not cached
+/// Every desk answer: the CSP, no sniffing, no referrer to other sites, no framing; pages are not cached
 /// (they show customers), the versioned assets are.
 pub async fn secure(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let set = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` with the desk's own forms.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (
             HeaderName::from_static("cross-origin-resource-policy"),

@@ -623,3 +623,80 @@ async fn a_review_is_appended_and_the_call_leaves_the_queue() {
     })
     .await;
 }
+
+/// The whole desk in headless Chromium (`tests/node/desk.mjs`), over a call whose recording,
+/// a real MP3, was archived from the fake DoubleTick host.
+#[tokio::test]
+async fn the_desk_works_in_headless_chromium() {
+    use crate::kit::media::{KeyIn, MediaHost, WAV_SECONDS};
+    use crate::recordings::{archiving, post, recorded_call, settled};
+
+    use calltrail::recordings::KeyPlacement;
+    let node_dir = crate::graphiql_http::node_ready(&["playwright-core"]);
+    crate::kit::for_each_backend(async |backend| {
+        let name = backend.name();
+        let host = MediaHost::start(KeyIn::Query).await;
+        let dir = tempfile::tempdir().expect("archive dir");
+        let app = TestApp::spawn_with(&backend, |s| {
+            archiving(s, dir.path(), KeyPlacement::Query);
+        })
+        .await;
+        post(
+            &app,
+            recorded_call(CALL, &host.url("silent-mp3", CALL), "918045671200"),
+        )
+        .await;
+        let mut outside = fixture_json("events/call-ended-incoming-recorded.json");
+        outside["callId"] = json!("call_outside_scope");
+        outside["wabaNumber"] = json!("918045679999");
+        outside["recordingUrl"] = json!(null);
+        outside["customerNumber"] = json!("917000000001");
+        let (status, _) = app
+            .post_webhook("application/json", outside.to_string())
+            .await;
+        assert_eq!(status, 200);
+        let reviewer = create_key(&app, "compliance", "reviewer", &[]);
+        let rec = settled(&app, Some(&reviewer), CALL, &["ARCHIVED"]).await;
+        assert_eq!(rec["contentType"], "audio/mpeg", "[{name}] {rec}");
+        let analyst = create_key(&app, "bi", "analyst", &[]);
+        let scoped = create_key(&app, "branch", "reviewer", &["--waba", "918045671200"]);
+        let child = tokio::process::Command::new("node")
+            .arg(node_dir.join("desk.mjs"))
+            .env("CALLTRAIL_URL", &app.base)
+            .env("REVIEWER_KEY", &reviewer)
+            .env("ANALYST_KEY", &analyst)
+            .env("SCOPED_KEY", &scoped)
+            .env("CALL_ID", CALL)
+            .env("OUTSIDE_CALL_ID", "call_outside_scope")
+            .env("NUMBER", "+91 98111-22233")
+            .env("NAME", NAME)
+            .env("SECONDS", WAV_SECONDS.to_string())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(180), child)
+            .await
+            .expect("node desk.mjs finishes within 3 minutes")
+            .expect("node runs");
+        let printed = crate::graphiql_http::node_output("desk.mjs", &output);
+        assert!(
+            printed.contains("the desk works in Chromium"),
+            "[{name}] {printed}"
+        );
+        // The playback and the review went where they must.
+        let plays = app
+            .count_where(
+                "access_log",
+                "surface = 'recording' AND key_name = 'compliance'",
+            )
+            .await;
+        assert!(plays >= 1, "[{name}] no playback logged");
+        assert_eq!(app.count("call_reviews").await, 1, "[{name}]");
+        assert_eq!(
+            app.count("desk_sessions").await,
+            0,
+            "[{name}] a session outlived sign-out"
+        );
+        app.finish().await;
+    })
+    .await;
+}
