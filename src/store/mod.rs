@@ -7,8 +7,8 @@
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
 //!   `recordings`: the archive queue and the archived recordings; `reviews`: what reviewers
-//!   found (append-only);
-//!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
+//!   found (append-only); `sessions`: the reviewer desk's sign-ins; `seed`: bulk loading;
+//!   `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
 pub mod chain;
@@ -25,6 +25,7 @@ pub mod reviews;
 pub mod rollup;
 pub mod runtime;
 pub mod seed;
+pub mod sessions;
 pub mod stats;
 pub mod verify;
 

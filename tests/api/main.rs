@@ -11,6 +11,7 @@ mod bad_inputs;
 mod batching;
 mod call_stats;
 mod delivery_log;
+mod desk;
 mod disk_full;
 mod durability;
 mod evidence;
