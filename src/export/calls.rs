@@ -43,7 +43,7 @@ impl Format {
 }
 
 /// An instant as the export writes it: RFC 3339, UTC, milliseconds (as GraphQL's `DateTime`).
-fn utc(t: DateTime<Utc>) -> String {
+pub fn utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -108,6 +108,25 @@ fn cell(value: Value) -> String {
         Value::Array(items) => items.into_iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
+}
+
+/// The CSV header row of the columns `fields` (no local times).
+pub fn csv_header(fields: &[CallField]) -> io::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(fields.iter().map(|f| f.name()))?;
+    out.into_inner().map_err(|e| e.into_error())
+}
+
+/// CSV rows of `calls` with the columns `fields` (no local times), as `calls.csv` writes them.
+pub fn csv_rows<'a>(
+    fields: &[CallField],
+    calls: impl IntoIterator<Item = &'a Call>,
+) -> io::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(64 * 1024));
+    for call in calls {
+        out.write_record(fields.iter().map(|f| cell(value(call, *f))))?;
+    }
+    out.into_inner().map_err(|e| e.into_error())
 }
 
 /// Writes rows of one export, and says when it ended before its last row.

@@ -6,7 +6,8 @@
 //! - `rollup/`: the pre-aggregated tiers: kept equal to `calls`, and answering from them.
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
-//!   `recordings`: the archive queue and the archived recordings;
+//!   `recordings`: the archive queue and the archived recordings; `evidence`: what an
+//!   evidence bundle reads besides the calls (events, logged bodies, access rows, heads);
 //!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
@@ -15,6 +16,7 @@ mod checkpoint;
 pub mod deliveries;
 pub mod dialect;
 pub mod error;
+pub mod evidence;
 pub mod filter;
 pub mod ingest;
 pub mod keys;
