@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod call;
 pub mod call_bucket;
 pub mod call_event;
+pub mod call_review;
 pub mod call_revision;
 pub mod delivery;
 pub mod recording;

@@ -18,6 +18,7 @@ mod m20261202_000011_create_recordings;
 mod m20261202_000012_chain_logs;
 mod m20261202_000013_protect_events;
 mod m20261202_000014_cover_ended_at;
+mod m20261202_000015_create_call_reviews;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_chain_logs::Migration),
             Box::new(m20261202_000013_protect_events::Migration),
             Box::new(m20261202_000014_cover_ended_at::Migration),
+            Box::new(m20261202_000015_create_call_reviews::Migration),
         ]
     }
 }

@@ -75,6 +75,8 @@ pub struct CallFilter {
     /// Calls whose current recording link's archive job is in one of these states (an empty
     /// list matches nothing).
     pub recording_states: Option<Vec<crate::domain::recording::JobState>>,
+    /// Calls with at least one review (`true`) or none yet (`false`).
+    pub reviewed: Option<bool>,
 }
 
 /// The keys a call list can be ordered by.
@@ -436,6 +438,7 @@ impl CallFilter {
             has_recording,
             has_anomalies,
             recording_states,
+            reviewed,
         } = self;
         let set = |values: &Vec<String>| {
             let mut values = values.clone();
@@ -477,6 +480,7 @@ impl CallFilter {
                 .as_ref()
                 .map(|states| set(&states.iter().map(|s| s.as_str().to_owned()).collect())),
         );
+        state("reviewed", reviewed.map(|b| json!(b)));
         let object: serde_json::Map<String, Value> =
             stated.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         format!("calltrail.filter.v1\n{}", Value::Object(object))

@@ -5,6 +5,7 @@ pub mod filter;
 pub mod lifecycle;
 pub mod phone;
 pub mod recording;
+pub mod review;
 pub mod stats;
 pub mod viewer;
 
@@ -15,4 +16,5 @@ pub use filter::{
     SortDirection, TimeRange,
 };
 pub use lifecycle::{CallState, fold};
+pub use review::{NewReview, Review, ReviewVerdict};
 pub use viewer::{Role, Scope, Viewer};

@@ -74,7 +74,7 @@ impl Query {
 }
 
 /// The filter parameters, shared by every export.
-const FILTER_PARAMETERS: [&str; 19] = [
+const FILTER_PARAMETERS: [&str; 20] = [
     "callId",
     "customerId",
     "customerNumber",
@@ -94,6 +94,7 @@ const FILTER_PARAMETERS: [&str; 19] = [
     "hasRecording",
     "hasAnomalies",
     "recordingState",
+    "reviewed",
 ];
 
 /// `GET /export/calls.{csv,ndjson}`: which calls, in which order, which columns.
@@ -337,6 +338,7 @@ fn filter(query: &Query, archiving: bool) -> Result<CallFilter, AppError> {
                     .map(|shown| Shown::filter(&shown, archiving))
             })
             .transpose()?,
+        reviewed: boolean(query, "reviewed")?,
     })
 }
 

@@ -25,6 +25,8 @@ pub const HISTOGRAM: usize = 500;
 pub const TOTAL_COUNT: usize = 20;
 /// `revisions`: one query per call.
 pub const REVISIONS: usize = 20;
+/// `reviews`: one query per call.
+pub const REVIEWS: usize = 20;
 /// `recording`: two short queries per call.
 pub const RECORDING: usize = 20;
 

@@ -67,6 +67,8 @@ pub struct CallFilter {
     /// link was never queued (stored before archiving existed) matches none until
     /// `calltrail recordings backfill`.
     pub recording_state: Option<Vec<super::types::RecordingState>>,
+    /// Calls with at least one review (`true`), or not reviewed yet (`false`).
+    pub reviewed: Option<bool>,
 }
 
 impl CallFilter {
@@ -114,6 +116,7 @@ impl CallFilter {
                     states.iter().map(|s| (*s).into()).collect();
                 domain::recording::Shown::filter(&shown, archiving)
             }),
+            reviewed: self.reviewed,
         })
     }
 }

@@ -8,13 +8,14 @@ mod http;
 mod inputs;
 mod introspection;
 mod query;
+mod review;
 mod scalars;
 mod stats;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema, ServerError};
+use async_graphql::{EmptySubscription, ErrorExtensions, Schema, ServerError};
 use axum::extract::{ConnectInfo, FromRequest, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -30,9 +31,10 @@ use documents::Documents;
 pub use graphiql::asset;
 use introspection::Asks;
 pub use query::Query;
+pub use review::Mutation;
 
 /// The calltrail schema.
-pub type CallSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type CallSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest query accepted (a query asking only about the schema has its own bounds,
 /// `introspection::MAX_DEPTH`).
@@ -66,13 +68,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(store: Store, limits: Limits, gate: Gate, ingestor: Ingestor) -> Api {
-        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+        let schema = Schema::build(Query, Mutation, EmptySubscription)
             .data(store.clone())
             .data(limits)
             .limit_depth(MAX_DEPTH)
             .limit_complexity(MAX_COMPLEXITY)
             .finish();
-        let introspection = Schema::build(Query, EmptyMutation, EmptySubscription)
+        let introspection = Schema::build(Query, Mutation, EmptySubscription)
             .introspection_only()
             .limit_depth(introspection::MAX_DEPTH)
             .limit_complexity(introspection::MAX_COMPLEXITY)
@@ -90,7 +92,7 @@ impl Api {
 
 /// The schema's SDL, as `schema.graphql` holds it.
 pub fn sdl() -> String {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .finish()
         .sdl()
 }

@@ -244,6 +244,12 @@ impl Call {
         let revisions = Box::pin(store.revisions(&self.0)).await.map_err(gql)?;
         Ok(Some(revisions.into_iter().map(CallRevision).collect()))
     }
+    /// Its reviews, oldest first (empty when not reviewed yet); `null` only with a FORBIDDEN
+    /// error (refused to analyst keys).
+    #[graphql(complexity = "super::cost::REVIEWS")]
+    async fn reviews(&self, ctx: &Context<'_>) -> GqlResult<Option<Vec<super::review::Review>>> {
+        super::review::of_call(ctx, self).await
+    }
 }
 
 pub struct CallRevision(pub DomainRevision);

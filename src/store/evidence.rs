@@ -13,8 +13,8 @@ use super::chain::{Head, head};
 use super::error::db_error;
 use super::ingest::applied_event;
 use super::reader::Reader;
-use crate::domain::Call;
 use crate::domain::lifecycle::AppliedEvent;
+use crate::domain::{Call, Review};
 use crate::error::AppError;
 
 /// A log row's place on its chain.
@@ -172,6 +172,11 @@ impl Reader {
             .into_iter()
             .map(applied_event)
             .collect()
+    }
+
+    /// The reviews of `calls` (calls this reader read), by call and id.
+    pub async fn reviews_of(&self, calls: &[Call]) -> Result<Vec<Review>, AppError> {
+        self.store().reviews_of(&self.admitted(calls)).await
     }
 
     /// Up to `limit` logged deliveries of `calls` (calls this reader read) with ids after

@@ -61,6 +61,13 @@ pub fn condition(filter: &CallFilter) -> Condition {
     if let Some(states) = &filter.recording_states {
         c = c.add(recording_in(states));
     }
+    if let Some(reviewed) = filter.reviewed {
+        c = c.add(if reviewed {
+            Condition::all().add(Expr::exists(reviews_of_the_call()))
+        } else {
+            Condition::all().add(Expr::exists(reviews_of_the_call()).not())
+        });
+    }
     if let Some(has) = filter.has_anomalies {
         c = c.add(if has {
             Column::Anomalies.ne("")
@@ -69,6 +76,20 @@ pub fn condition(filter: &CallFilter) -> Condition {
         });
     }
     c
+}
+
+/// The reviews of the call in hand (`call_reviews` rows of its call id).
+fn reviews_of_the_call() -> sea_orm::sea_query::SelectStatement {
+    use sea_orm::sea_query::{Alias, Query};
+    let reviews = Alias::new("call_reviews");
+    Query::select()
+        .expr(Expr::val(1))
+        .from(reviews.clone())
+        .and_where(
+            Expr::col((reviews, Alias::new("call_id")))
+                .equals((Alias::new("calls"), Alias::new("call_id"))),
+        )
+        .to_owned()
 }
 
 /// The call's current recording link has an archive job in one of `states`.

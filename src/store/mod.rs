@@ -6,8 +6,9 @@
 //! - `rollup/`: the pre-aggregated tiers: kept equal to `calls`, and answering from them.
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
-//!   `recordings`: the archive queue and the archived recordings; `evidence`: what an
-//!   evidence bundle reads besides the calls (events, logged bodies, access rows, heads);
+//!   `recordings`: the archive queue and the archived recordings; `reviews`: what reviewers
+//!   found (append-only); `evidence`: what an evidence bundle reads besides the calls
+//!   (events, logged bodies, access rows, heads);
 //!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
@@ -22,6 +23,7 @@ pub mod ingest;
 pub mod keys;
 pub mod reader;
 pub mod recordings;
+pub mod reviews;
 pub mod rollup;
 pub mod runtime;
 pub mod seed;

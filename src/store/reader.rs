@@ -7,7 +7,9 @@ use super::calls::Page;
 use super::stats::BucketPlan;
 use crate::domain::call::CallRevision;
 use crate::domain::stats::{GroupKey, HistogramBounds, StatsGroup, StatsRequest};
-use crate::domain::{Call, CallFilter, CallOrder, PageFields, PageRequest, Scope};
+use crate::domain::{
+    Call, CallFilter, CallOrder, NewReview, PageFields, PageRequest, Review, Scope, Viewer,
+};
 use crate::error::AppError;
 
 /// The store as seen by one reader's scope.
@@ -122,5 +124,44 @@ impl Reader {
         self.store
             .duration_histograms(&self.scope.restrict_stats(request), plan, bounds)
             .await
+    }
+
+    /// The logged deliveries of `call` (a call this reader read), oldest first; none for a call
+    /// out of scope.
+    pub async fn deliveries(
+        &self,
+        call: &Call,
+    ) -> Result<Vec<super::deliveries::DeliveryRow>, AppError> {
+        if !self.scope.admits(call) {
+            return Ok(Vec::new());
+        }
+        self.store.deliveries_of(&call.call_id).await
+    }
+
+    /// The reviews of `call` (a call this reader read), oldest first; none for a call out of
+    /// scope.
+    pub async fn reviews(&self, call: &Call) -> Result<Vec<Review>, AppError> {
+        if !self.scope.admits(call) {
+            return Ok(Vec::new());
+        }
+        self.store
+            .reviews_of(std::slice::from_ref(&call.call_id))
+            .await
+    }
+
+    /// Records `review` as made by `by` (this reader's viewer): only a reviewer or an admin
+    /// may (FORBIDDEN otherwise), and only on a concluded call in scope (NOT_FOUND otherwise).
+    /// Returns the call reviewed and the review as stored.
+    pub async fn record_review(
+        &self,
+        by: &Viewer,
+        review: &NewReview,
+    ) -> Result<(Call, Review), AppError> {
+        by.require_identity("reviewCall")?;
+        let Some(call) = self.call(&review.call_id).await? else {
+            return Err(AppError::NotFound);
+        };
+        let stored = self.store.append_review(review, by).await?;
+        Ok((call, stored))
     }
 }

@@ -22,6 +22,7 @@ pub const APPEND_ONLY: &[&str] = &[
     "access_log_calls",
     "chain_links",
     "recordings",
+    "call_reviews",
 ];
 
 /// The migrations' own bookkeeping: the runtime role reads it (is the schema current?) and

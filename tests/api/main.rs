@@ -30,6 +30,7 @@ mod reads_vs_writes;
 mod recordings;
 mod recordings_binary;
 mod replay;
+mod reviews;
 mod rollup;
 mod runtime_role;
 mod schema_drift;

@@ -21,7 +21,7 @@ use super::manifest::{
 use super::pack::{ChannelWriter, Packed, Piece, pack};
 use crate::domain::lifecycle::AppliedEvent;
 use crate::domain::recording::{RecordingStatus, Shown};
-use crate::domain::{Call, CallField, CallFilter, CallOrder, PageFields, PageRequest};
+use crate::domain::{Call, CallField, CallFilter, CallOrder, PageFields, PageRequest, Review};
 use crate::error::AppError;
 use crate::export::calls::{csv_header, csv_rows, utc, value};
 use crate::recordings::Objects;
@@ -211,7 +211,8 @@ async fn calls_csv(plan: &Plan, sink: &Sink) -> Result<(), Halt> {
 }
 
 /// `calls.json`: a JSON array with one call on each line (so a reader can take it a line at
-/// a time), each with its recording, revisions, events and reviews.
+/// a time), each with its recording, revisions, events and reviews (as GraphQL's `Review`, with the
+/// key's id).
 async fn calls_json(plan: &Plan, sink: &Sink) -> Result<(), Halt> {
     let fields = scalar_fields();
     sink.file(CALLS_JSON.into(), true).await?;
@@ -225,6 +226,13 @@ async fn calls_json(plan: &Plan, sink: &Sink) -> Result<(), Halt> {
                 .entry(event.event.call_id.clone())
                 .or_default()
                 .push(event);
+        }
+        let mut reviews: HashMap<String, Vec<Review>> = HashMap::new();
+        for review in plan.reader.reviews_of(&calls).await? {
+            reviews
+                .entry(review.call_id.clone())
+                .or_default()
+                .push(review);
         }
         let mut out = Vec::with_capacity(64 * 1024);
         for call in &calls {
@@ -264,8 +272,23 @@ async fn calls_json(plan: &Plan, sink: &Sink) -> Result<(), Halt> {
                 })
                 .collect();
             object.insert("events".into(), Value::Array(own));
-            // TODO(reviews): each call's reviews, once `Store::reviews_of` is on main.
-            object.insert("reviews".into(), Value::Array(Vec::new()));
+            let own: Vec<Value> = reviews
+                .remove(&call.call_id)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id.to_string(),
+                        "callId": r.call_id,
+                        "verdict": r.verdict.as_str(),
+                        "note": r.note,
+                        "reviewedBy": r.key_name,
+                        "keyId": r.key_id,
+                        "reviewedAt": utc(r.reviewed_at),
+                    })
+                })
+                .collect();
+            object.insert("reviews".into(), Value::Array(own));
             if !first {
                 out.extend_from_slice(b",\n");
             }
