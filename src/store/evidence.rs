@@ -5,7 +5,7 @@
 //! holds what its heads cover and nothing written after.
 use entity::call_event;
 use migration::chain::{ACCESS_LOG, CHAINS, Chain, DELIVERIES, GENESIS};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query, SelectStatement};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QueryResult};
 
 use super::Store;
@@ -133,8 +133,10 @@ fn chained_select(chain: Chain, upto: i64, after: i64, limit: u64) -> SelectStat
             Alias::new("chain_link"),
         )
         .from_as(Alias::new(chain.table), t.clone())
-        .inner_join(
-            (Alias::new("chain_links"), l.clone()),
+        .join_as(
+            JoinType::InnerJoin,
+            Alias::new("chain_links"),
+            l.clone(),
             Expr::col((l.clone(), Alias::new("row_id")))
                 .equals((t.clone(), Alias::new("id")))
                 .and(Expr::col((l.clone(), Alias::new("chain"))).eq(chain.table)),
