@@ -43,7 +43,7 @@ impl Format {
 }
 
 /// An instant as the export writes it: RFC 3339, UTC, milliseconds (as GraphQL's `DateTime`).
-fn utc(t: DateTime<Utc>) -> String {
+pub fn utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
