@@ -91,17 +91,23 @@ pub fn router(
         .route("/graphql/assets/{file}", get(graphql::asset))
         .layer(RequestBodyLimitLayer::new(MAX_GRAPHQL_BODY_BYTES))
         .with_state(api);
+    let export_state = ExportState {
+        store: store.clone(),
+        gate: gate.clone(),
+        ingestor: ingestor.clone(),
+        archiving: archive.configured(),
+        objects: archive.objects.clone(),
+    };
     let exports = Router::new()
         .route("/export/calls.csv", get(export::calls_csv))
         .route("/export/calls.ndjson", get(export::calls_ndjson))
         .route("/export/stats.csv", get(export::stats_csv))
         .layer(CompressionLayer::new().gzip(true))
-        .with_state(ExportState {
-            store: store.clone(),
-            gate: gate.clone(),
-            ingestor: ingestor.clone(),
-            archiving: archive.configured(),
-        });
+        .with_state(export_state.clone());
+    // Not compressed: its recordings are compressed already, and its text is small beside them.
+    let evidence = Router::new()
+        .route("/export/evidence.zip", get(export::evidence::evidence_zip))
+        .with_state(export_state);
     let desk = Router::new()
         .route("/", get(web::home))
         .route("/calls", get(web::find))
@@ -133,6 +139,7 @@ pub fn router(
         .merge(webhooks)
         .merge(api)
         .merge(exports)
+        .merge(evidence)
         .merge(probes)
         .merge(scrape)
         .merge(recordings)

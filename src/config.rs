@@ -437,6 +437,46 @@ pub enum Command {
         #[command(subcommand)]
         action: RecordingsCommand,
     },
+    // Exports (issue 23).
+    /// Write an evidence bundle (a zip a recipient can check without calltrail) of one
+    /// customer's, agent's or set of calls' records, deliveries, recordings and access log.
+    Evidence(EvidenceArgs),
+    /// Check an evidence bundle offline, from the zip alone: every file against its manifest,
+    /// every delivery body and recording against its recorded SHA-256, every chain link it
+    /// carries. Exits non-zero, naming the file, on any difference.
+    VerifyBundle {
+        /// The bundle (`.zip`).
+        file: std::path::PathBuf,
+    },
+}
+
+/// `calltrail evidence ...`: whose calls, over which period, into which file.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("whose")
+        .required(true)
+        .multiple(true)
+        .args(["customer_number", "agent", "call"])
+))]
+pub struct EvidenceArgs {
+    /// The customer's number (any formatting; matched by its digits).
+    #[arg(long)]
+    pub customer_number: Option<String>,
+    /// An agent (`pickedBy`, as sent); repeat for several.
+    #[arg(long)]
+    pub agent: Vec<String>,
+    /// A call by its DoubleTick `callId`; repeat for several.
+    #[arg(long)]
+    pub call: Vec<String>,
+    /// Calls that ended at or after this instant (RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Calls that ended before this instant (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The zip to write; it must not exist yet.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 /// `calltrail db ...`.

@@ -63,6 +63,12 @@ async fn main() -> std::process::ExitCode {
         Command::Recordings { action } => {
             calltrail::recordings::cli::run(&cli.settings, action).await
         }
+        Command::Evidence(args) => {
+            calltrail::export::evidence::cli::evidence(&cli.settings, &args).await
+        }
+        Command::VerifyBundle { file } => {
+            calltrail::export::evidence::cli::verify_bundle(&file).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

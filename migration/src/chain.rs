@@ -88,6 +88,16 @@ impl Chain {
 
     /// The row's id and canonical bytes, from a row selected with [`Chain::select_list`].
     pub fn canonical(&self, row: &QueryResult) -> Result<(i64, Vec<u8>), DbErr> {
+        let (id, texts) = self.texts(row)?;
+        let bytes = encode(self.table, &texts)
+            .ok_or_else(|| DbErr::Custom(format!("a {} value is too long", self.table)))?;
+        Ok((id, bytes))
+    }
+
+    /// The row's id and the texts of its chained columns (`None` for NULL), in the order of
+    /// [`Chain::columns`]: what [`encode`] makes the canonical bytes of, and what an evidence
+    /// bundle carries so that a recipient can recompute the link.
+    pub fn texts(&self, row: &QueryResult) -> Result<(i64, Vec<Option<String>>), DbErr> {
         let mut texts = Vec::with_capacity(self.columns.len());
         let mut id = None;
         for (name, kind, nullable) in self.columns {
@@ -110,9 +120,7 @@ impl Chain {
             texts.push(text);
         }
         let id = id.ok_or_else(|| DbErr::Custom(format!("{} row without id", self.table)))?;
-        let bytes = encode(self.table, &texts)
-            .ok_or_else(|| DbErr::Custom(format!("a {} value is too long", self.table)))?;
-        Ok((id, bytes))
+        Ok((id, texts))
     }
 }
 

@@ -144,6 +144,21 @@ pub struct RecordingStatus {
     pub archived: Option<Archived>,
 }
 
+impl RecordingStatus {
+    /// Why the last attempt failed, or why nothing is fetched (`archiving`: a DoubleTick key is
+    /// configured); never the key nor the link. GraphQL's `Recording.lastError`.
+    pub fn last_error_shown(&self, archiving: bool) -> Option<String> {
+        match (&self.last_error, self.state) {
+            (Some(error), _) => Some(error.clone()),
+            (None, Some(JobState::Archived)) => None,
+            (None, _) if !archiving => Some(
+                "not archived: no DoubleTick API key is configured (--doubletick-api-key)".into(),
+            ),
+            (None, _) => None,
+        }
+    }
+}
+
 /// One queued archive job, as a worker holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveJob {

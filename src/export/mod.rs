@@ -1,8 +1,11 @@
 //! What BI tools and auditors pull over plain HTTP: every matching call as CSV or NDJSON,
 //! streamed from keyset pages without a cap, and `callStats` as a CSV table
-//! (docs/exports.md). Who may export what is the Access issue's rule: the key's role and
+//! (docs/exports.md), and the evidence bundle: one zip of a customer's, agent's or set of
+//! calls' records, deliveries, recordings and access log that a recipient checks without
+//! calltrail (`evidence`). Who may export what is the Access issue's rule: the key's role and
 //! scope, through the same [`Reader`](crate::store::reader::Reader) as GraphQL.
 pub mod calls;
+pub mod evidence;
 pub mod params;
 pub mod stats;
 
@@ -28,6 +31,8 @@ pub struct ExportState {
     pub ingestor: Ingestor,
     /// Recordings are fetched (a DoubleTick key is configured): what `recordingState` means.
     pub archiving: bool,
+    /// Where archived recordings are kept (the evidence bundle carries them).
+    pub objects: crate::recordings::Objects,
 }
 
 type Peer = ConnectInfo<std::net::SocketAddr>;
@@ -70,7 +75,15 @@ pub async fn stats_csv(
         viewer.check_dimensions(&export.request.group_by)?;
         let reader = state.store.reader(viewer.scope.clone());
         let table = stats::table(&reader, &export).await?;
-        log(&state, &viewer, peer, "stats.csv", raw.as_deref()).await?;
+        log(
+            &state,
+            &viewer,
+            peer,
+            "stats.csv",
+            raw.as_deref(),
+            Vec::new(),
+        )
+        .await?;
         Ok::<_, AppError>(attachment(
             Body::from(table),
             "text/csv; charset=utf-8; header=present",
@@ -100,7 +113,7 @@ async fn calls(
         }
     }
     let name = format!("calls.{}", format.extension());
-    log(&state, &viewer, peer, &name, raw.as_deref()).await?;
+    log(&state, &viewer, peer, &name, raw.as_deref(), Vec::new()).await?;
     let reader = state.store.reader(viewer.scope.clone());
     let body = Body::from_stream(calls::stream(reader, export, format));
     Ok(attachment(body, format.content_type(), &name))
@@ -108,16 +121,18 @@ async fn calls(
 
 /// One access-log row per export, written before any of it leaves: the export and its
 /// filter as asked (`calls.csv?pickedBy=…`), which calls it held being what that filter
-/// matched then. Reads on open loopback (no key exists) are not logged, as for GraphQL.
+/// matched then (an evidence bundle lists them: `call_ids`, sorted, each once). Reads on open
+/// loopback (no key exists) are not logged, as for GraphQL. Returns the row's id.
 async fn log(
     state: &ExportState,
     viewer: &Viewer,
     peer: std::net::SocketAddr,
     export: &str,
     query: Option<&str>,
-) -> Result<(), AppError> {
+    call_ids: Vec<String>,
+) -> Result<Option<i64>, AppError> {
     if viewer.key_id.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let operation = match query.filter(|q| !q.is_empty()) {
         Some(q) => format!("{export}?{q}"),
@@ -132,14 +147,14 @@ async fn log(
         operation_name: Some(operation),
         query_sha256: None,
         client_address: Some(peer.ip().to_string()),
-        call_ids: Vec::new(),
+        call_ids,
         byte_range: None,
     };
     state
         .ingestor
         .log_access(entry)
         .await
-        .map(|_| ())
+        .map(Some)
         .map_err(|e| AppError::Unavailable(format!("the access log could not be written: {e:?}")))
 }
 

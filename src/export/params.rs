@@ -24,6 +24,17 @@ impl Query {
         )
     }
 
+    /// The parameters `pairs`, as if they had come in a query string (the command line's
+    /// flags, mapped to the parameters they stand for).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Query {
+        Query(pairs)
+    }
+
+    /// Every parameter, in order, as given.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// Every value of `name`.
     fn all(&self, name: &str) -> Vec<&str> {
         self.0
@@ -222,6 +233,45 @@ impl StatsExport {
         Ok(StatsExport {
             request,
             percentiles,
+        })
+    }
+}
+
+/// The parameters of `GET /export/evidence.zip` (and the flags of `calltrail evidence`).
+pub const EVIDENCE_PARAMETERS: [&str; 5] = [
+    "customerNumber",
+    "pickedBy",
+    "callId",
+    "endedAtFrom",
+    "endedAtTo",
+];
+
+/// `GET /export/evidence.zip`: whose calls (a customer, agents or calls by id), over which
+/// period of `endedAt`.
+#[derive(Clone, Debug)]
+pub struct EvidenceExport {
+    pub filter: CallFilter,
+    /// The parameters as given, in order (the bundle's manifest records them).
+    pub asked: Vec<(String, String)>,
+}
+
+impl EvidenceExport {
+    /// Refuses a bundle that names nobody: it is for one customer, agent or set of calls.
+    pub fn parse(query: &Query, archiving: bool) -> Result<EvidenceExport, AppError> {
+        query.refuse_unknown(&EVIDENCE_PARAMETERS)?;
+        let filter = filter(query, archiving)?;
+        if filter.customer_digits.is_none()
+            && filter.picked_by.is_none()
+            && filter.call_ids.is_none()
+        {
+            return Err(AppError::bad_input(
+                "customerNumber",
+                "say whose calls the bundle holds: customerNumber, pickedBy or callId",
+            ));
+        }
+        Ok(EvidenceExport {
+            filter,
+            asked: query.pairs().to_vec(),
         })
     }
 }
@@ -439,5 +489,39 @@ mod tests {
             let e = StatsExport::parse(&Query::parse(Some(query)), true).expect_err(query);
             assert_eq!(argument(e), named, "{query}");
         }
+        for (query, named) in [
+            ("", "customerNumber"),
+            ("endedAtFrom=2026-03-01T00:00:00Z", "customerNumber"),
+            ("customerNumber=--", "customerNumber"),
+            ("pickedBy=a&durationMin=3", "durationMin"),
+            ("callId=c&endedAtTo=soon", "endedAtTo"),
+            ("callId=c&fields=callId", "fields"),
+        ] {
+            let e = EvidenceExport::parse(&Query::parse(Some(query)), true).expect_err(query);
+            assert_eq!(argument(e), named, "{query}");
+        }
+    }
+
+    #[test]
+    fn an_evidence_bundle_names_a_customer_agents_or_calls_over_a_period() {
+        let export = EvidenceExport::parse(
+            &Query::parse(Some(
+                "customerNumber=%2B91%2098111-22233&endedAtFrom=2026-03-01T00:00:00Z&endedAtTo=2026-04-01T00:00:00Z",
+            )),
+            true,
+        )
+        .expect("parses");
+        assert_eq!(
+            export.filter.customer_digits.as_deref(),
+            Some("919811122233")
+        );
+        assert!(export.filter.ended_at.is_some());
+        assert_eq!(
+            export.asked[0],
+            ("customerNumber".into(), "+91 98111-22233".into())
+        );
+        let by_call =
+            EvidenceExport::parse(&Query::parse(Some("callId=a&callId=b")), true).expect("parses");
+        assert_eq!(by_call.filter.call_ids, Some(vec!["a".into(), "b".into()]));
     }
 }

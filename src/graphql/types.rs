@@ -447,14 +447,7 @@ impl Recording {
     }
     /// Why the last attempt failed, or why nothing is fetched; never the key nor the link.
     async fn last_error(&self) -> Option<String> {
-        match (&self.status.last_error, self.status.state) {
-            (Some(error), _) => Some(error.clone()),
-            (None, Some(JobState::Archived)) => None,
-            (None, _) if !self.archiving => Some(
-                "not archived: no DoubleTick API key is configured (--doubletick-api-key)".into(),
-            ),
-            (None, _) => None,
-        }
+        self.status.last_error_shown(self.archiving)
     }
     /// Where it plays: `GET` this path with the same API key (`Range` requests answered).
     /// Refused (FORBIDDEN) to analyst keys.

@@ -7,8 +7,9 @@
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
 //!   `recordings`: the archive queue and the archived recordings; `reviews`: what reviewers
-//!   found (append-only); `sessions`: the reviewer desk's sign-ins; `seed`: bulk loading;
-//!   `checkpoint`: SQLite's log copied beside the writer.
+//!   found (append-only); `sessions`: the reviewer desk's sign-ins; `evidence`: what an
+//!   evidence bundle reads besides the calls (events, logged bodies, access rows, heads);
+//!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
 pub mod chain;
@@ -16,6 +17,7 @@ mod checkpoint;
 pub mod deliveries;
 pub mod dialect;
 pub mod error;
+pub mod evidence;
 pub mod filter;
 pub mod ingest;
 pub mod keys;

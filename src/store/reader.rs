@@ -36,6 +36,11 @@ impl Reader {
         &self.scope
     }
 
+    /// The store under this reader, for the reads of sibling modules (which narrow first).
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// One concluded call, if it exists and is in scope.
     pub async fn call(&self, call_id: &str) -> Result<Option<Call>, AppError> {
         let call = self.store.call(call_id).await?;

@@ -9,6 +9,7 @@ mod access;
 mod auth;
 mod bad_inputs;
 mod batching;
+mod bundle;
 mod call_stats;
 mod delivery_log;
 mod desk;
