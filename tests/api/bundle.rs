@@ -462,6 +462,13 @@ async fn a_customers_bundle_holds_what_graphql_and_the_archive_hold_and_any_chan
             let check = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&unpacked).output().expect("sha256sum");
             assert!(check.status.success(), "[{name}] {}", String::from_utf8_lossy(&check.stdout));
             assert_eq!(String::from_utf8_lossy(&check.stdout).lines().count(), files.len() - 1);
+            // Unpacked and zipped again (deflated, with folder entries), it still verifies.
+            let rezipped = work.path().join("rezipped.zip");
+            let zipped = Command::new("zip").args(["-q", "-r"]).arg(&rezipped).arg(".").current_dir(&unpacked).status();
+            if zipped.is_ok_and(|s| s.success()) {
+                let (ok, printed) = verify_bundle(&rezipped);
+                assert!(ok, "[{name}] re-zipped: {printed}");
+            }
         } else {
             eprintln!("unzip is not installed: the coreutils check was skipped");
         }

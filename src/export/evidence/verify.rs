@@ -224,7 +224,8 @@ fn read_entry<R: Read + io::Seek>(
             return;
         }
     };
-    if name == MANIFEST {
+    // A folder entry (a bundle unpacked and zipped again has them) holds nothing to check.
+    if name == MANIFEST || (entry.is_dir() && entry.size() == 0) {
         return;
     }
     if name != SUMS && !listed.contains_key(name.as_str()) {
@@ -593,7 +594,12 @@ fn check_deliveries(read: &mut Read_, report: &mut Report) {
             report.differ(file, format!("is not the log row of delivery {id}'s body"));
             continue;
         }
-        let logged = texts.get(3).cloned().flatten().unwrap_or_default();
+        let logged = DELIVERIES
+            .columns
+            .iter()
+            .position(|(column, _, _)| *column == "sha256")
+            .and_then(|i| texts.get(i).cloned().flatten())
+            .unwrap_or_default();
         match read.hashed.get(&body) {
             None => report.differ(&body, "is missing: its log row is in the bundle"),
             Some((_, sha256)) if *sha256 != logged => report.differ(
