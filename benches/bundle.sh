@@ -7,7 +7,8 @@
 # (wall time, max RSS) and `calltrail verify-bundle` on the result.
 # Needs a release build (`cargo build --release`), python3, curl and GNU time; run as root (for
 # clear_refs) with nothing else running.
-# Usage: bash benches/bundle.sh [N]   (CALLTRAIL_BIN=another binary)
+# Usage: bash benches/bundle.sh [N]   (CALLTRAIL_BIN=another binary; BENCH_DATABASE_URL=a new
+# PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/bundle_bench, instead of SQLite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
@@ -31,7 +32,8 @@ MEDIA_PORT=$(port)
 (cd "$WORK/media" && exec python3 -m http.server "$MEDIA_PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
 sleep 1
 
-export DATABASE_URL="sqlite://$WORK/bundle.db?mode=rwc" CALLTRAIL_RECORDINGS="file:$WORK/objects"
+export DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$WORK/bundle.db?mode=rwc}" CALLTRAIL_RECORDINGS="file:$WORK/objects"
+echo "database: ${DATABASE_URL%%:*}"
 export DOUBLETICK_API_KEY=bench-key RUST_LOG=warn
 "$BIN" migrate
 KEY=$("$BIN" keys create --name bench --role reviewer | tail -n 1)
