@@ -29,10 +29,13 @@ use crate::ops::server::{Background, Shutdown};
 use crate::recordings::{self, Archive};
 use crate::store::Store;
 use crate::store::ingest::Ingestor;
+use crate::web;
 use crate::webhook::{self, WebhookState, auth::Tokens};
 
 /// Largest GraphQL request body accepted.
 pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
+/// Largest desk form accepted (a review's note is the longest field).
+pub const MAX_DESK_FORM_BYTES: usize = 32 * 1024;
 
 /// The router over an opened, migrated store; `gate` decides who reads, `ingestor` writes,
 /// `metrics` counts (and is served at `/metrics` unless `--metrics-addr` gives it a listener of
@@ -45,9 +48,17 @@ pub fn router(
     metrics: Metrics,
     archive: &Archive,
 ) -> Router {
+    let desk = web::Desk::new(
+        store.clone(),
+        gate.clone(),
+        ingestor.clone(),
+        settings,
+        archive.configured(),
+    );
     let recordings = recordings::playback::routes(
         store.clone(),
         gate.clone(),
+        desk.sessions().clone(),
         ingestor.clone(),
         archive.clone(),
     );
@@ -97,6 +108,19 @@ pub fn router(
     let evidence = Router::new()
         .route("/export/evidence.zip", get(export::evidence::evidence_zip))
         .with_state(export_state);
+    let desk = Router::new()
+        .route("/", get(web::home))
+        .route("/calls", get(web::find))
+        .route("/calls/{call_id}", get(web::call))
+        .route("/calls/{call_id}/reviews", post(web::review))
+        .route("/agents/{agent}/{date}", get(web::agent_day))
+        .route("/queue", get(web::queue))
+        .route("/sign-in", post(web::sign_in))
+        .route("/sign-out", post(web::sign_out))
+        .route("/desk/assets/{file}", get(web::assets::asset))
+        .layer(RequestBodyLimitLayer::new(MAX_DESK_FORM_BYTES))
+        .layer(axum::middleware::map_response(web::secure))
+        .with_state(desk);
     let probes = Router::new()
         .route("/healthz", get(ops::probes::healthz))
         .route("/readyz", get(ops::probes::readyz))
@@ -119,6 +143,7 @@ pub fn router(
         .merge(probes)
         .merge(scrape)
         .merge(recordings)
+        .merge(desk)
         .fallback(not_found)
         .layer(axum::middleware::map_request_with_state(
             settings.body_read_timeout,

@@ -181,6 +181,40 @@ pub struct Settings {
         global = true
     )]
     pub max_recording_bytes: u64,
+
+    // The reviewer desk (`/`).
+    /// A desk session not used for this long ends (`30m`, `8h`, `90s`).
+    #[arg(
+        long,
+        env = "CALLTRAIL_DESK_IDLE_TIMEOUT",
+        default_value = "30m",
+        value_parser = crate::recordings::parse_span,
+        global = true
+    )]
+    pub desk_idle_timeout: Duration,
+    /// Mark the desk's session cookie `Secure` on every answer (it always is on a request that
+    /// says it came over TLS: `X-Forwarded-Proto: https`).
+    #[arg(long, env = "CALLTRAIL_DESK_SECURE_COOKIES", global = true)]
+    pub desk_secure_cookies: bool,
+    /// An answered call shorter than this many seconds is a short call on the desk (its
+    /// search flag and review queue).
+    #[arg(
+        long,
+        env = "CALLTRAIL_SHORT_CALL_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(i64).range(1..=86_400),
+        global = true
+    )]
+    pub short_call_seconds: i64,
+    /// A call longer than this many seconds is a long call on the desk.
+    #[arg(
+        long,
+        env = "CALLTRAIL_LONG_CALL_SECONDS",
+        default_value_t = 1800,
+        value_parser = clap::value_parser!(i64).range(1..=864_000),
+        global = true
+    )]
+    pub long_call_seconds: i64,
 }
 
 /// `500ms`, `10s` or `10` (seconds).
@@ -259,6 +293,18 @@ impl Settings {
             archive_retry_window: Duration::from_secs(72 * 3600),
             archive_retry_base: Duration::from_secs(30),
             max_recording_bytes: 500_000_000,
+            desk_idle_timeout: Duration::from_secs(30 * 60),
+            desk_secure_cookies: false,
+            short_call_seconds: 30,
+            long_call_seconds: 1800,
+        }
+    }
+
+    /// The desk's short and long calls.
+    pub fn thresholds(&self) -> crate::domain::desk::Thresholds {
+        crate::domain::desk::Thresholds {
+            short_call_seconds: self.short_call_seconds,
+            long_call_seconds: self.long_call_seconds,
         }
     }
 

@@ -110,7 +110,7 @@ impl AppError {
     }
 
     /// Logs what the client is not shown.
-    fn log(&self) {
+    pub(crate) fn log(&self) {
         match self {
             AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
             AppError::Unavailable(detail) => tracing::warn!(%detail, "storage unavailable"),

@@ -28,5 +28,7 @@ pub mod seed;
 pub mod store;
 /// `calltrail verify`: checking the stored evidence (chains, bodies, calls, rollup).
 pub mod verify;
+/// The reviewer's desk: server-rendered pages to find, hear and review calls.
+pub mod web;
 /// REST ingestion of DoubleTick webhooks.
 pub mod webhook;

@@ -8,5 +8,6 @@ pub mod call_event;
 pub mod call_review;
 pub mod call_revision;
 pub mod delivery;
+pub mod desk_session;
 pub mod recording;
 pub mod recording_job;

@@ -19,6 +19,7 @@ mod m20261202_000012_chain_logs;
 mod m20261202_000013_protect_events;
 mod m20261202_000014_cover_ended_at;
 mod m20261202_000015_create_call_reviews;
+mod m20261202_000016_create_desk_sessions;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_protect_events::Migration),
             Box::new(m20261202_000014_cover_ended_at::Migration),
             Box::new(m20261202_000015_create_call_reviews::Migration),
+            Box::new(m20261202_000016_create_desk_sessions::Migration),
         ]
     }
 }

@@ -97,6 +97,12 @@ impl Gate {
             }
             return Err(AppError::Unauthenticated);
         };
+        self.viewer_of_key(presented).await
+    }
+
+    /// The reader holding the key `presented` (as typed into the desk's sign-in form, or sent
+    /// as a Bearer key); 401 when it is not a live key.
+    pub async fn viewer_of_key(&self, presented: &str) -> Result<Viewer, AppError> {
         let digest = Sha256::digest(presented.as_bytes());
         let Some(prefix) = prefix_of(presented) else {
             return Err(AppError::Unauthenticated);
@@ -108,6 +114,24 @@ impl Gate {
         let matches: bool = digest[..].ct_eq(&stored[..]).into();
         let now = Utc::now();
         if !matches || !key.is_live(now) {
+            return Err(AppError::Unauthenticated);
+        }
+        self.touch(key.id);
+        Ok(Viewer {
+            key_id: Some(key.id),
+            key_name: key.name,
+            role: key.role,
+            scope: key.scope,
+        })
+    }
+
+    /// The reader of a desk session opened with key `id`: 401 once the key is revoked,
+    /// expired or gone.
+    pub async fn viewer_of_key_id(&self, id: i64) -> Result<Viewer, AppError> {
+        let Some(key) = self.store.key_by_id(id).await? else {
+            return Err(AppError::Unauthenticated);
+        };
+        if !key.is_live(Utc::now()) {
             return Err(AppError::Unauthenticated);
         }
         self.touch(key.id);

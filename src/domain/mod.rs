@@ -1,5 +1,6 @@
 //! Pure types and rules of a call record: no HTTP, no SQL, no GraphQL.
 pub mod call;
+pub mod desk;
 pub mod event;
 pub mod filter;
 pub mod lifecycle;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use futures_util::{Stream, StreamExt};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::params::CallsExport;
 use crate::domain::{Call, CallField, PageFields, PagePart, PageRequest};
@@ -53,17 +53,97 @@ fn local(t: DateTime<Utc>, tz: Tz) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
-/// A field's value, as GraphQL would answer it.
-pub fn value(call: &Call, field: CallField) -> Value {
-    let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+/// A field's value borrowed from a call: what both formats write, from one table.
+enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Int(i64),
+    Bool(bool),
+    Instant(DateTime<Utc>),
+    Anomalies(&'a [crate::domain::Anomaly]),
+}
+
+/// As GraphQL answers it: an instant as RFC 3339 UTC text, anomalies as a list of codes.
+impl serde::Serialize for Cell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Null => s.serialize_unit(),
+            Cell::Text(text) => s.serialize_str(text),
+            Cell::Int(n) => s.serialize_i64(*n),
+            Cell::Bool(b) => s.serialize_bool(*b),
+            Cell::Instant(t) => s.serialize_str(&utc(*t)),
+            Cell::Anomalies(list) => s.collect_seq(list.iter().map(|a| a.code())),
+        }
+    }
+}
+
+impl Cell<'_> {
+    fn json(self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Text(s) => Value::String(s.to_owned()),
+            Cell::Int(n) => Value::from(n),
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Instant(t) => Value::String(utc(t)),
+            Cell::Anomalies(list) => Value::Array(
+                list.iter()
+                    .map(|a| Value::String(a.code().to_owned()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The cell's CSV text (before quoting), written in `scratch` when it is not borrowed:
+    /// null is empty, a list is its items joined by `,`.
+    fn csv_text<'s>(&'s self, scratch: &'s mut String) -> &'s str {
+        use std::fmt::Write;
+        scratch.clear();
+        match self {
+            Cell::Null => "",
+            Cell::Text(s) => s,
+            Cell::Int(n) => {
+                let _ = write!(scratch, "{n}");
+                scratch
+            }
+            Cell::Bool(b) => {
+                if *b {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
+            Cell::Instant(t) => {
+                // The same text as `utc`, GraphQL's (years outside 0..=9999 included).
+                scratch.push_str(&utc(*t));
+                scratch
+            }
+            Cell::Anomalies(list) => {
+                for (i, a) in list.iter().enumerate() {
+                    if i > 0 {
+                        scratch.push(',');
+                    }
+                    scratch.push_str(a.code());
+                }
+                scratch
+            }
+        }
+    }
+}
+
+/// A text field's cell: `None` is null.
+fn text(v: &Option<String>) -> Cell<'_> {
+    v.as_deref().map_or(Cell::Null, Cell::Text)
+}
+
+fn cell_of(call: &Call, field: CallField) -> Cell<'_> {
     match field {
-        CallField::CallId => Value::String(call.call_id.clone()),
-        CallField::Status => Value::String(call.status.clone()),
-        CallField::Direction => Value::String(call.direction.as_wire().to_owned()),
+        CallField::CallId => Cell::Text(&call.call_id),
+        CallField::Status => Cell::Text(&call.status),
+        CallField::Direction => Cell::Text(call.direction.as_wire()),
         CallField::CustomerId => text(&call.customer_id),
         CallField::CustomerName => text(&call.customer_name),
-        CallField::CustomerNumber => Value::String(call.customer_number.clone()),
-        CallField::WabaNumber => Value::String(call.waba_number.clone()),
+        CallField::CustomerNumber => Cell::Text(&call.customer_number),
+        CallField::WabaNumber => Cell::Text(&call.waba_number),
         CallField::PickedBy => text(&call.picked_by),
         CallField::EndedBy => text(&call.ended_by),
         CallField::RejectedBy => text(&call.rejected_by),
@@ -75,39 +155,27 @@ pub fn value(call: &Call, field: CallField) -> Value {
         CallField::PstnFrom => text(&call.pstn_from),
         CallField::PstnTo => text(&call.pstn_to),
         CallField::FailedReason => text(&call.failed_reason),
-        CallField::StartedAt => call
-            .started_at
-            .map_or(Value::Null, |t| Value::String(utc(t))),
-        CallField::EndedAt => Value::String(utc(call.ended_at)),
-        CallField::DurationSeconds => Value::from(call.duration_seconds),
+        CallField::StartedAt => call.started_at.map_or(Cell::Null, Cell::Instant),
+        CallField::EndedAt => Cell::Instant(call.ended_at),
+        CallField::DurationSeconds => Cell::Int(call.duration_seconds),
         CallField::RecordingUrl => text(&call.recording_url),
-        CallField::IsNewCaller => call.is_new_caller.map_or(Value::Null, Value::Bool),
-        CallField::IsChatAssigned => call.is_chat_assigned.map_or(Value::Null, Value::Bool),
-        CallField::NotPickedCount => Value::from(call.not_picked_count),
-        CallField::Anomalies => Value::Array(
-            call.anomalies
-                .iter()
-                .map(|a| Value::String(a.code().to_owned()))
-                .collect(),
-        ),
-        CallField::ReceivedAt => Value::String(utc(call.received_at)),
-        CallField::UpdatedAt => Value::String(utc(call.updated_at)),
-        CallField::Revision => Value::from(call.revision),
-        CallField::RawContentType => Value::String(call.raw_content_type.clone()),
-        CallField::RawPayload => Value::String(call.raw_payload.clone()),
+        CallField::IsNewCaller => call.is_new_caller.map_or(Cell::Null, Cell::Bool),
+        CallField::IsChatAssigned => call.is_chat_assigned.map_or(Cell::Null, Cell::Bool),
+        CallField::NotPickedCount => Cell::Int(call.not_picked_count.into()),
+        CallField::Anomalies => Cell::Anomalies(&call.anomalies),
+        CallField::ReceivedAt => Cell::Instant(call.received_at),
+        CallField::UpdatedAt => Cell::Instant(call.updated_at),
+        CallField::Revision => Cell::Int(call.revision.into()),
+        CallField::RawContentType => Cell::Text(&call.raw_content_type),
+        CallField::RawPayload => Cell::Text(&call.raw_payload),
         // Not columns: a list of records and an object (the evidence bundle carries them).
-        CallField::Revisions | CallField::Recording => Value::Null,
+        CallField::Revisions | CallField::Recording => Cell::Null,
     }
 }
 
-/// A value as a CSV cell: null is empty, a list is its items joined by `,`.
-fn cell(value: Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s,
-        Value::Array(items) => items.into_iter().map(cell).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
+/// A field's value, as GraphQL would answer it.
+pub fn value(call: &Call, field: CallField) -> Value {
+    cell_of(call, field).json()
 }
 
 /// The CSV header row of the columns `fields` (no local times).
@@ -123,10 +191,31 @@ pub fn csv_rows<'a>(
     calls: impl IntoIterator<Item = &'a Call>,
 ) -> io::Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::with_capacity(64 * 1024));
+    let mut scratch = String::with_capacity(64);
     for call in calls {
-        out.write_record(fields.iter().map(|f| cell(value(call, *f))))?;
+        write_csv_row(&mut out, &mut scratch, fields, None, call)?;
     }
     out.into_inner().map_err(|e| e.into_error())
+}
+
+/// One CSV record: the columns `fields` of `call`, then its local times in `time_zone`.
+fn write_csv_row(
+    out: &mut csv::Writer<Vec<u8>>,
+    scratch: &mut String,
+    fields: &[CallField],
+    time_zone: Option<Tz>,
+    call: &Call,
+) -> csv::Result<()> {
+    for field in fields {
+        out.write_field(cell_of(call, *field).csv_text(scratch))?;
+    }
+    if let Some(tz) = time_zone {
+        let started = call.started_at.map(|t| local(t, tz));
+        out.write_field(started.as_deref().unwrap_or(""))?;
+        out.write_field(local(call.ended_at, tz))?;
+    }
+    // Ends the record (every row has at least one field).
+    out.write_record(std::iter::empty::<&[u8]>())
 }
 
 /// Writes rows of one export, and says when it ended before its last row.
@@ -163,16 +252,14 @@ impl Encoder {
         names
     }
 
-    fn values(&self, call: &Call) -> Vec<Value> {
-        let mut values: Vec<Value> = self.fields.iter().map(|f| value(call, *f)).collect();
+    /// The row's cells: each field's, then the local times (`Err`: already text, or null).
+    fn cells<'a>(&self, call: &'a Call) -> Vec<Result<Cell<'a>, Option<String>>> {
+        let mut cells: Vec<_> = self.fields.iter().map(|f| Ok(cell_of(call, *f))).collect();
         if let Some(tz) = self.time_zone {
-            values.push(
-                call.started_at
-                    .map_or(Value::Null, |t| Value::String(local(t, tz))),
-            );
-            values.push(Value::String(local(call.ended_at, tz)));
+            cells.push(Err(call.started_at.map(|t| local(t, tz))));
+            cells.push(Err(Some(local(call.ended_at, tz))));
         }
-        values
+        cells
     }
 
     fn header(&self) -> io::Result<Vec<u8>> {
@@ -191,8 +278,9 @@ impl Encoder {
         match self.format {
             Format::Csv => {
                 let mut out = csv::Writer::from_writer(Vec::with_capacity(256 * 1024));
+                let mut scratch = String::with_capacity(64);
                 for call in calls {
-                    out.write_record(self.values(call).into_iter().map(cell))?;
+                    write_csv_row(&mut out, &mut scratch, &self.fields, self.time_zone, call)?;
                 }
                 out.into_inner().map_err(|e| e.into_error())
             }
@@ -200,13 +288,20 @@ impl Encoder {
                 let columns = self.columns();
                 let mut out = Vec::with_capacity(256 * 1024);
                 for call in calls {
-                    let object: Map<String, Value> = columns
-                        .iter()
-                        .map(|c| (*c).to_owned())
-                        .zip(self.values(call))
-                        .collect();
-                    serde_json::to_writer(&mut out, &Value::Object(object))?;
-                    out.push(b'\n');
+                    // Written field by field in column order, borrowing from the call.
+                    out.push(b'{');
+                    for (i, (column, cell)) in columns.iter().zip(self.cells(call)).enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        serde_json::to_writer(&mut out, column)?;
+                        out.push(b':');
+                        match cell {
+                            Ok(cell) => serde_json::to_writer(&mut out, &cell)?,
+                            Err(local) => serde_json::to_writer(&mut out, &local)?,
+                        }
+                    }
+                    out.extend_from_slice(b"}\n");
                 }
                 Ok(out)
             }
@@ -217,8 +312,41 @@ impl Encoder {
 /// Where the stream is.
 enum Position {
     Header,
-    After(Option<String>),
+    Rows,
     Done,
+}
+
+/// Pages read ahead of the encoder: one waiting while the next is read, so the database reads
+/// a page while the one before is encoded and sent. When the client goes away the body is
+/// dropped, the next hand-over fails and no further page is read.
+const PAGES_AHEAD: usize = 1;
+
+/// Reads the export's pages in order into `pages`, until the last one, a failure, or the
+/// body being dropped.
+async fn read_pages(
+    reader: Reader,
+    export: CallsExport,
+    fields: PageFields,
+    pages: tokio::sync::mpsc::Sender<Result<crate::store::calls::Page, crate::error::AppError>>,
+) {
+    let mut after = None;
+    loop {
+        let request = PageRequest::Forward {
+            first: PAGE_SIZE,
+            after: after.take(),
+        };
+        let page = reader
+            .page(&export.filter, export.order, &request, fields)
+            .await;
+        after = match &page {
+            Ok(page) if page.has_next_page => page.items.last().map(|(_, c)| c.clone()),
+            _ => None,
+        };
+        let last = after.is_none();
+        if pages.send(page).await.is_err() || last {
+            return;
+        }
+    }
 }
 
 /// The export's body: a header (CSV), then one chunk per page, until the last page. A database
@@ -241,50 +369,44 @@ pub fn stream(
         rows: 0,
         ended: false,
     };
-    let state = (reader, export, encoder, Position::Header);
-    futures_util::stream::unfold(
-        state,
-        move |(reader, export, mut encoder, position)| async move {
-            match position {
-                Position::Done => None,
-                Position::Header => {
-                    let chunk = encoder.header().map(Bytes::from);
-                    Some((chunk, (reader, export, encoder, Position::After(None))))
-                }
-                Position::After(after) => {
-                    let request = PageRequest::Forward {
-                        first: PAGE_SIZE,
-                        after,
-                    };
-                    let page = match reader
-                        .page(&export.filter, export.order, &request, fields)
-                        .await
-                    {
-                        Ok(page) => page,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "an export stopped: a page could not be read");
-                            let error = io::Error::other("the export could not read its next page");
-                            encoder.ended = true;
-                            return Some((Err(error), (reader, export, encoder, Position::Done)));
-                        }
-                    };
-                    let next = match page.items.last() {
-                        Some((_, cursor)) if page.has_next_page => {
-                            Position::After(Some(cursor.clone()))
-                        }
-                        _ => {
-                            encoder.ended = true;
-                            Position::Done
-                        }
-                    };
-                    let chunk = encoder
-                        .rows(page.items.iter().map(|(call, _)| call))
-                        .map(Bytes::from);
-                    Some((chunk, (reader, export, encoder, next)))
-                }
+    let (sender, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    tokio::spawn(read_pages(reader, export, fields, sender));
+    let state = (pages, encoder, Position::Header);
+    futures_util::stream::unfold(state, move |(mut pages, mut encoder, position)| async move {
+        match position {
+            Position::Done => None,
+            Position::Header => {
+                let chunk = encoder.header().map(Bytes::from);
+                Some((chunk, (pages, encoder, Position::Rows)))
             }
-        },
-    )
+            Position::Rows => {
+                let page = match pages.recv().await {
+                    Some(Ok(page)) => page,
+                    failed => {
+                        match failed {
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "an export stopped: a page could not be read");
+                            }
+                            _ => tracing::error!("an export stopped: its page reader ended early"),
+                        }
+                        let error = io::Error::other("the export could not read its next page");
+                        encoder.ended = true;
+                        return Some((Err(error), (pages, encoder, Position::Done)));
+                    }
+                };
+                let next = if page.has_next_page && !page.items.is_empty() {
+                    Position::Rows
+                } else {
+                    encoder.ended = true;
+                    Position::Done
+                };
+                let chunk = encoder
+                    .rows(page.items.iter().map(|(call, _)| call))
+                    .map(Bytes::from);
+                Some((chunk, (pages, encoder, next)))
+            }
+        }
+    })
     // A body may be polled again after its end (the compression layer does).
     .fuse()
 }

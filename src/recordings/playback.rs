@@ -1,7 +1,8 @@
 //! `GET /recordings/{callId}`: a call's recording for reviewer and admin keys (scoped keys
 //! within their scope), from the archive with `Range` support so an `<audio>` element can seek,
-//! or streamed through from DoubleTick with the key added here while not yet archived. Every
-//! playback is a row of the access log, with its byte range.
+//! or streamed through from DoubleTick with the key added here while not yet archived. A
+//! Bearer key or the reviewer desk's session cookie says who listens. Every playback is a row
+//! of the access log, with its byte range.
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -19,23 +20,32 @@ use crate::error::AppError;
 use crate::store::Store;
 use crate::store::access::AccessEntry;
 use crate::store::ingest::Ingestor;
+use crate::web::session::Sessions;
 
 /// What playback needs.
 #[derive(Clone, Debug)]
 pub struct Playback {
     store: Store,
     gate: Gate,
+    sessions: Sessions,
     ingestor: Ingestor,
     archive: Archive,
 }
 
 /// The playback route.
-pub fn routes(store: Store, gate: Gate, ingestor: Ingestor, archive: Archive) -> Router {
+pub fn routes(
+    store: Store,
+    gate: Gate,
+    sessions: Sessions,
+    ingestor: Ingestor,
+    archive: Archive,
+) -> Router {
     Router::new()
         .route("/recordings/{call_id}", get(play))
         .with_state(Playback {
             store,
             gate,
+            sessions,
             ingestor,
             archive,
         })
@@ -114,7 +124,18 @@ async fn answer(
     call_id: &str,
     headers: &HeaderMap,
 ) -> Result<Response, AppError> {
-    let viewer = playback.gate.viewer(headers).await?;
+    // A Bearer key when one is sent; otherwise the desk's session cookie (an `<audio>`
+    // element sends no header of its own).
+    let viewer = if headers.contains_key(header::AUTHORIZATION) || !Sessions::presented(headers) {
+        playback.gate.viewer(headers).await?
+    } else {
+        playback
+            .sessions
+            .current(headers)
+            .await?
+            .ok_or(AppError::Unauthenticated)?
+            .viewer
+    };
     viewer.require_identity("recording")?;
     let call = playback
         .store

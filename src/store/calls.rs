@@ -51,10 +51,55 @@ impl Store {
             .map_err(db_error)
     }
 
+    /// How many concluded calls match `filter`, counting no further than `cap`: a count the
+    /// database can stop early, so a page's total costs at most `cap` index entries.
+    pub(super) async fn count_up_to(
+        &self,
+        filter: &CallFilter,
+        extra: Condition,
+        cap: u64,
+    ) -> Result<u64, AppError> {
+        let inner = call::Entity::find()
+            .select_only()
+            .column(call::Column::Id)
+            .filter(condition(filter))
+            .filter(extra)
+            .limit(cap)
+            .into_query();
+        let statement = sea_orm::sea_query::Query::select()
+            .expr_as(Expr::cust("COUNT(*)"), sea_orm::sea_query::Alias::new("n"))
+            .from_subquery(inner, sea_orm::sea_query::Alias::new("capped"))
+            .to_owned();
+        let row = self
+            .db
+            .query_one_raw(self.backend().build(&statement))
+            .await
+            .map_err(db_error)?;
+        let n: i64 = match row {
+            Some(row) => row.try_get("", "n").map_err(db_error)?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// One keyset page: rows strictly after (or before) the cursor in `order`, tie-broken by id.
     pub(super) async fn page(
         &self,
         filter: &CallFilter,
+        order: CallOrder,
+        request: &PageRequest,
+        fields: PageFields,
+    ) -> Result<Page, AppError> {
+        self.page_where(filter, Condition::all(), order, request, fields)
+            .await
+    }
+
+    /// The same, over the calls that also meet `extra` (a condition no [`CallFilter`] field
+    /// says, such as the review queue's "short or anomalous").
+    pub(super) async fn page_where(
+        &self,
+        filter: &CallFilter,
+        extra: Condition,
         order: CallOrder,
         request: &PageRequest,
         fields: PageFields,
@@ -81,7 +126,7 @@ impl Store {
         let ascending = (order.direction == SortDirection::Asc) != backward;
         let nulls_last = !backward;
 
-        let mut select = call::Entity::find().filter(condition(filter));
+        let mut select = call::Entity::find().filter(condition(filter)).filter(extra);
         // Read only what the reader shows: the raw body is most of a row's bytes, and every
         // value read is copied several times on its way out (sqlx copies each one, then the
         // model, the domain call and the GraphQL value). Unread fields keep their defaults.

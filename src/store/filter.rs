@@ -78,6 +78,13 @@ pub fn condition(filter: &CallFilter) -> Condition {
     c
 }
 
+/// Calls whose length is within `short`, or that have anomalies: what waits for review.
+pub fn short_or_anomalous(short: IntRange) -> Condition {
+    Condition::any()
+        .add(int_range(Condition::all(), Column::DurationSeconds, &short))
+        .add(Column::Anomalies.ne(""))
+}
+
 /// The reviews of the call in hand (`call_reviews` rows of its call id).
 fn reviews_of_the_call() -> sea_orm::sea_query::SelectStatement {
     use sea_orm::sea_query::{Alias, Query};

@@ -140,6 +140,16 @@ impl Store {
             .transpose()
     }
 
+    /// Key `id`, if there is one.
+    pub async fn key_by_id(&self, id: i64) -> Result<Option<KeyInfo>, AppError> {
+        api_key::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .map(info)
+            .transpose()
+    }
+
     /// Records that key `id` was used (the caller limits how often).
     pub async fn touch_key(&self, id: i64, at: DateTime<Utc>) -> Result<(), AppError> {
         api_key::Entity::update_many()

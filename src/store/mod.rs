@@ -7,8 +7,8 @@
 //! - `reader`: every call read, narrowed to the reader's scope; `calls`, `filter`, `stats`,
 //!   `deliveries`: the reads themselves; `keys` and `access`: API keys and the access log;
 //!   `recordings`: the archive queue and the archived recordings; `reviews`: what reviewers
-//!   found (append-only); `evidence`: what an evidence bundle reads besides the calls
-//!   (events, logged bodies, access rows, heads);
+//!   found (append-only); `sessions`: the reviewer desk's sign-ins; `evidence`: what an
+//!   evidence bundle reads besides the calls (events, logged bodies, access rows, heads);
 //!   `seed`: bulk loading; `checkpoint`: SQLite's log copied beside the writer.
 pub mod access;
 pub mod calls;
@@ -27,6 +27,7 @@ pub mod reviews;
 pub mod rollup;
 pub mod runtime;
 pub mod seed;
+pub mod sessions;
 pub mod stats;
 pub mod verify;
 

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 
 use super::Store;
 use super::calls::Page;
+use super::filter::short_or_anomalous;
 use super::stats::BucketPlan;
 use crate::domain::call::CallRevision;
 use crate::domain::stats::{GroupKey, HistogramBounds, StatsGroup, StatsRequest};
 use crate::domain::{
-    Call, CallFilter, CallOrder, NewReview, PageFields, PageRequest, Review, Scope, Viewer,
+    Call, CallFilter, CallOrder, IntRange, NewReview, PageFields, PageRequest, Review, Scope,
+    Viewer,
 };
 use crate::error::AppError;
 
@@ -58,6 +60,47 @@ impl Reader {
     ) -> Result<Page, AppError> {
         self.store
             .page(&self.scope.restrict(filter), order, request, fields)
+            .await
+    }
+
+    /// How many calls match `filter`, counting no further than `cap`.
+    pub async fn count_up_to(&self, filter: &CallFilter, cap: u64) -> Result<u64, AppError> {
+        self.store
+            .count_up_to(&self.scope.restrict(filter), sea_orm::Condition::all(), cap)
+            .await
+    }
+
+    /// How many calls match `filter` and are short (`short`: their length) or anomalous,
+    /// counting no further than `cap`: the review queue's size.
+    pub async fn flagged_count_up_to(
+        &self,
+        filter: &CallFilter,
+        short: IntRange,
+        cap: u64,
+    ) -> Result<u64, AppError> {
+        self.store
+            .count_up_to(&self.scope.restrict(filter), short_or_anomalous(short), cap)
+            .await
+    }
+
+    /// A page of the calls matching `filter` that are short (`short`: their length) or
+    /// anomalous.
+    pub async fn flagged_page(
+        &self,
+        filter: &CallFilter,
+        short: IntRange,
+        order: CallOrder,
+        request: &PageRequest,
+        fields: PageFields,
+    ) -> Result<Page, AppError> {
+        self.store
+            .page_where(
+                &self.scope.restrict(filter),
+                short_or_anomalous(short),
+                order,
+                request,
+                fields,
+            )
             .await
     }
 

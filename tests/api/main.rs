@@ -12,6 +12,7 @@ mod batching;
 mod bundle;
 mod call_stats;
 mod delivery_log;
+mod desk;
 mod disk_full;
 mod durability;
 mod evidence;

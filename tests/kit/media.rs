@@ -3,7 +3,7 @@
 //! path, and counts the requests each link received.
 //!
 //! Paths are `/media/<behaviour>/<name>`; the behaviour is one of:
-//! `mp3` (audio/mpeg bytes, `Range` honoured), `octet` (the same bytes as
+//! `mp3` (audio/mpeg bytes, `Range` honoured), `wav` and `silent-mp3` (real, playable audio), `octet` (the same bytes as
 //! application/octet-stream), `missing` (404), `gone` (410), `error` (500), `flaky` (500 for
 //! the first two requests, then mp3), `later` (503 once, then mp3), `hang` (never answers), `trickle` (the bytes a few at a
 //! time), `html` (a text/html page), `huge` (declares more bytes than any cap),
@@ -88,6 +88,21 @@ pub fn wav_bytes(seconds: u32) -> Vec<u8> {
         let t = f64::from(i) / f64::from(rate);
         let v = (t * 440.0 * std::f64::consts::TAU).sin() * 8_000.0;
         out.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    out
+}
+
+/// A real, playable MP3: `seconds` of silence, MPEG-1 Layer III, 128 kbit/s, 44.1 kHz mono.
+/// Each frame is a header, zeroed side information (no main data: every granule silent) and
+/// zero padding to the frame's 417 bytes, 1 152 samples.
+pub fn mp3_bytes(seconds: u32) -> Vec<u8> {
+    const FRAME: usize = 417;
+    let frames = (seconds as usize * 44_100).div_ceil(1152);
+    let mut out = Vec::with_capacity(frames * FRAME);
+    for _ in 0..frames {
+        let start = out.len();
+        out.extend_from_slice(&[0xFF, 0xFB, 0x90, 0xC0]);
+        out.resize(start + FRAME, 0);
     }
     out
 }
@@ -218,6 +233,7 @@ async fn serve(
     match behaviour.as_str() {
         "mp3" => ranged(bytes, "audio/mpeg", &headers),
         "wav" => ranged(wav_bytes(WAV_SECONDS), "audio/wav", &headers),
+        "silent-mp3" => ranged(mp3_bytes(WAV_SECONDS), "audio/mpeg", &headers),
         "octet" => ranged(bytes, "application/octet-stream", &headers),
         "missing" => (StatusCode::NOT_FOUND, "no such recording").into_response(),
         "gone" => (StatusCode::GONE, "expired").into_response(),
