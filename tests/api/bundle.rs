@@ -500,6 +500,24 @@ async fn a_customers_bundle_holds_what_graphql_and_the_archive_hold_and_any_chan
         let mut extra = files.clone();
         extra.insert(3, ("recordings/planted.mp3".into(), b"ID3 planted".to_vec()));
         fails_naming(work.path(), &zip_of(&extra), "recordings/planted.mp3", "not listed", &format!("[{name}] extra file"));
+        let mut planted = files.clone();
+        planted.insert(3, ("recordings/\u{1b}[2Jred.mp3".into(), b"ID3".to_vec()));
+        let (ok, printed) = verify_bytes(work.path(), "planted.zip", &zip_of(&planted));
+        assert!(!ok && !printed.contains('\u{1b}') && printed.contains("\\u{1b}[2Jred.mp3"), "[{name}] a name that drives the terminal is escaped:\n{printed}");
+        let swollen = consistently(&files, "calls.csv", vec![b'x'; 4 << 20]);
+        let mut shrunk: Value = serde_json::from_slice(file(&files_of(&swollen), "manifest.json")).expect("json");
+        for entry in shrunk["files"].as_array_mut().expect("files") {
+            if entry["path"] == "calls.csv" {
+                entry["bytes"] = json!(10);
+            }
+        }
+        let mut lied = files_of(&swollen);
+        for (n, bytes) in &mut lied {
+            if n == "manifest.json" {
+                *bytes = serde_json::to_vec_pretty(&shrunk).expect("json");
+            }
+        }
+        fails_naming(work.path(), &zip_of(&lied), "calls.csv", "holds more than 10 bytes", &format!("[{name}] more than the manifest says"));
         let missing: Vec<(String, Vec<u8>)> = files.iter().filter(|(n, _)| n != recording).cloned().collect();
         fails_naming(work.path(), &zip_of(&missing), recording, "not in the zip", &format!("[{name}] missing file"));
 
