@@ -630,6 +630,20 @@ async fn only_reviewers_and_admins_get_bundles_and_a_scoped_key_only_its_calls()
         let (ok, printed) = verify_bytes(work.path(), "scoped.zip", &zip);
         assert!(ok, "[{name}] {printed}");
 
+        // A client that goes away after the first chunk leaves the server able to make the next.
+        let response = app
+            .client
+            .get(app.url(&format!("/export/evidence.zip?pickedBy={A1}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let first = futures_util::StreamExt::next(&mut body).await;
+        assert!(first.is_some_and(|c| c.is_ok()), "[{name}] a first chunk");
+        drop(body);
+
         // By agent, and by call ids, for an admin: every period.
         let (_, zip) = get(&app, Some(&admin), &format!("/export/evidence.zip?pickedBy={A1}")).await;
         let calls: BTreeSet<String> = calls_json(file(&files_of(&zip), "calls.json")).iter().map(|c| c["callId"].as_str().unwrap_or("").to_owned()).collect();
@@ -652,6 +666,7 @@ async fn only_reviewers_and_admins_get_bundles_and_a_scoped_key_only_its_calls()
             bundles,
             [
                 ("branch".to_owned(), r#"["t2"]"#.to_owned()),
+                ("root".to_owned(), r#"["o1","t1","t3","t4"]"#.to_owned()),
                 ("root".to_owned(), r#"["o1","t1","t3","t4"]"#.to_owned()),
                 ("root".to_owned(), r#"["o2","t4"]"#.to_owned()),
             ],
