@@ -29,6 +29,15 @@ cleanup() {
 trap cleanup EXIT
 
 DATABASE_URL=$url RUST_LOG=warn "$binary" seed --calls "$calls" --seed 1 --without-events >/dev/null
+# The seed writes its calls in random end-time order; webhooks write them as the calls end, so a
+# real table's rows lie on disk in end-time order. On PostgreSQL an export (a keyset page after
+# another in `ended_at` order) reads the table's pages in that order: from the seed's random
+# order every row is another page read (40 ms a page of 2 000 instead of 2 ms at 1M calls).
+# CLUSTER puts the seeded rows where webhooks would have. (SQLite's rows are kept in id order,
+# which the seed cannot change without other ids; its export and sqlite3's own read them alike.)
+if [ "$backend" = postgres ]; then
+  psql -q "$url" -c "CLUSTER calls USING idx_calls_ended_at_covering" -c "ANALYZE calls"
+fi
 DATABASE_URL=$url CALLTRAIL_ADDR=127.0.0.1:$port RUST_LOG=warn "$binary" serve 2>"$work/server.log" &
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
