@@ -12,7 +12,7 @@ pub mod config;
 pub mod domain;
 /// The one error type, with HTTP status and stable code.
 pub mod error;
-/// CSV and NDJSON exports of calls and statistics, streamed.
+/// CSV and NDJSON exports of calls and statistics, and the evidence bundle, streamed.
 pub mod export;
 /// The GraphQL API (the only async-graphql user).
 pub mod graphql;

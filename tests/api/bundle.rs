@@ -462,6 +462,13 @@ async fn a_customers_bundle_holds_what_graphql_and_the_archive_hold_and_any_chan
             let check = Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&unpacked).output().expect("sha256sum");
             assert!(check.status.success(), "[{name}] {}", String::from_utf8_lossy(&check.stdout));
             assert_eq!(String::from_utf8_lossy(&check.stdout).lines().count(), files.len() - 1);
+            // Unpacked and zipped again (deflated, with folder entries), it still verifies.
+            let rezipped = work.path().join("rezipped.zip");
+            let zipped = Command::new("zip").args(["-q", "-r"]).arg(&rezipped).arg(".").current_dir(&unpacked).status();
+            if zipped.is_ok_and(|s| s.success()) {
+                let (ok, printed) = verify_bundle(&rezipped);
+                assert!(ok, "[{name}] re-zipped: {printed}");
+            }
         } else {
             eprintln!("unzip is not installed: the coreutils check was skipped");
         }
@@ -493,6 +500,24 @@ async fn a_customers_bundle_holds_what_graphql_and_the_archive_hold_and_any_chan
         let mut extra = files.clone();
         extra.insert(3, ("recordings/planted.mp3".into(), b"ID3 planted".to_vec()));
         fails_naming(work.path(), &zip_of(&extra), "recordings/planted.mp3", "not listed", &format!("[{name}] extra file"));
+        let mut planted = files.clone();
+        planted.insert(3, ("recordings/\u{1b}[2Jred.mp3".into(), b"ID3".to_vec()));
+        let (ok, printed) = verify_bytes(work.path(), "planted.zip", &zip_of(&planted));
+        assert!(!ok && !printed.contains('\u{1b}') && printed.contains("\\u{1b}[2Jred.mp3"), "[{name}] a name that drives the terminal is escaped:\n{printed}");
+        let swollen = consistently(&files, "calls.csv", vec![b'x'; 4 << 20]);
+        let mut shrunk: Value = serde_json::from_slice(file(&files_of(&swollen), "manifest.json")).expect("json");
+        for entry in shrunk["files"].as_array_mut().expect("files") {
+            if entry["path"] == "calls.csv" {
+                entry["bytes"] = json!(10);
+            }
+        }
+        let mut lied = files_of(&swollen);
+        for (n, bytes) in &mut lied {
+            if n == "manifest.json" {
+                *bytes = serde_json::to_vec_pretty(&shrunk).expect("json");
+            }
+        }
+        fails_naming(work.path(), &zip_of(&lied), "calls.csv", "holds more than 10 bytes", &format!("[{name}] more than the manifest says"));
         let missing: Vec<(String, Vec<u8>)> = files.iter().filter(|(n, _)| n != recording).cloned().collect();
         fails_naming(work.path(), &zip_of(&missing), recording, "not in the zip", &format!("[{name}] missing file"));
 
@@ -605,6 +630,20 @@ async fn only_reviewers_and_admins_get_bundles_and_a_scoped_key_only_its_calls()
         let (ok, printed) = verify_bytes(work.path(), "scoped.zip", &zip);
         assert!(ok, "[{name}] {printed}");
 
+        // A client that goes away after the first chunk leaves the server able to make the next.
+        let response = app
+            .client
+            .get(app.url(&format!("/export/evidence.zip?pickedBy={A1}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let first = futures_util::StreamExt::next(&mut body).await;
+        assert!(first.is_some_and(|c| c.is_ok()), "[{name}] a first chunk");
+        drop(body);
+
         // By agent, and by call ids, for an admin: every period.
         let (_, zip) = get(&app, Some(&admin), &format!("/export/evidence.zip?pickedBy={A1}")).await;
         let calls: BTreeSet<String> = calls_json(file(&files_of(&zip), "calls.json")).iter().map(|c| c["callId"].as_str().unwrap_or("").to_owned()).collect();
@@ -627,6 +666,7 @@ async fn only_reviewers_and_admins_get_bundles_and_a_scoped_key_only_its_calls()
             bundles,
             [
                 ("branch".to_owned(), r#"["t2"]"#.to_owned()),
+                ("root".to_owned(), r#"["o1","t1","t3","t4"]"#.to_owned()),
                 ("root".to_owned(), r#"["o1","t1","t3","t4"]"#.to_owned()),
                 ("root".to_owned(), r#"["o2","t4"]"#.to_owned()),
             ],

@@ -123,8 +123,24 @@ impl Sink {
         self.0.send(piece).await.map_err(|_| Stopped)
     }
 
+    /// The next file, deflated.
     async fn file(&self, path: String, large: bool) -> Result<(), Stopped> {
-        self.send(Piece::File { path, large }).await
+        self.send(Piece::File {
+            path,
+            large,
+            stored: false,
+        })
+        .await
+    }
+
+    /// The next file, stored as it is (compressed already).
+    async fn stored(&self, path: String, large: bool) -> Result<(), Stopped> {
+        self.send(Piece::File {
+            path,
+            large,
+            stored: true,
+        })
+        .await
     }
 
     async fn bytes(&self, bytes: impl Into<Bytes>) -> Result<(), Stopped> {
@@ -390,7 +406,7 @@ async fn recordings(plan: &Plan, sink: &Sink) -> Result<(), Halt> {
                     other => other,
                 })?;
             let large = u64::try_from(archived.bytes).unwrap_or(u64::MAX) >= u64::from(u32::MAX);
-            sink.file(recording_path(&call.call_id, &archived.content_type), large)
+            sink.stored(recording_path(&call.call_id, &archived.content_type), large)
                 .await?;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| {

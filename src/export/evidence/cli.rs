@@ -135,6 +135,20 @@ async fn write(
     Ok((calls, packed))
 }
 
+/// `text` (a name or value from the zip, which anyone may have made) with its control
+/// characters escaped, so that it cannot drive the terminal it is printed on.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `calltrail verify-bundle FILE`: a line per check that held, a line per difference (the file
 /// and why), the heads the bundle was made at; `Err` (a non-zero exit) on any difference.
 pub async fn verify_bundle(file: &Path) -> Result<(), AppError> {
@@ -146,20 +160,21 @@ pub async fn verify_bundle(file: &Path) -> Result<(), AppError> {
         println!("ok       {line}");
     }
     for d in &report.differences {
-        println!("DIFFERS  {}: {}", d.file, d.what);
+        println!("DIFFERS  {}: {}", printable(&d.file), printable(&d.what));
     }
     for head in &report.heads {
+        let chain = printable(&head.chain);
         match &head.link {
-            Some(link) => println!("head     {} {} {link}", head.chain, head.seq),
-            None => println!("head     {} 0 (empty)", head.chain),
+            Some(link) => println!("head     {chain} {} {}", head.seq, printable(link)),
+            None => println!("head     {chain} 0 (empty)"),
         }
     }
     if let Some(m) = &report.manifest {
         println!(
             "bundle   made {} by calltrail {} ({}), {} calls",
-            m.made_at,
-            m.calltrail_version,
-            m.made_by.key_name.as_deref().unwrap_or(&m.made_by.via),
+            printable(&m.made_at),
+            printable(&m.calltrail_version),
+            printable(m.made_by.key_name.as_deref().unwrap_or(&m.made_by.via)),
             m.calls
         );
     }

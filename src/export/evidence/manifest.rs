@@ -110,8 +110,8 @@ pub fn access_log_header(chain: Chain) -> Vec<String> {
 }
 
 /// The file of a call's recording: its call id with every byte but `A-Z a-z 0-9 - _ .`
-/// percent-encoded (so no id can name a path outside `recordings/`), and an extension from its
-/// content type.
+/// percent-encoded, a leading `.` too (so no id names a path outside `recordings/`, and no two
+/// ids one file), and an extension from its content type.
 pub fn recording_path(call_id: &str, content_type: &str) -> String {
     let mut name = String::with_capacity(call_id.len() + 16);
     for (i, b) in call_id.bytes().enumerate() {
@@ -123,7 +123,8 @@ pub fn recording_path(call_id: &str, content_type: &str) -> String {
         }
     }
     if name.is_empty() {
-        name.push('_');
+        // No call id encodes to a lone `%` (a `%` in an id is `%25`).
+        name.push('%');
     }
     let essence = content_type
         .split(';')
@@ -172,7 +173,8 @@ mod tests {
             recording_path("../../etc/passwd", "audio/wav; x=1"),
             "recordings/%2E.%2F..%2Fetc%2Fpasswd.wav"
         );
-        assert_eq!(recording_path("", "text/html"), "recordings/_.bin");
+        assert_eq!(recording_path("", "text/html"), "recordings/%.bin");
+        assert_eq!(recording_path("%", "audio/mpeg"), "recordings/%25.mp3");
         assert_eq!(
             recording_path("a b\n", "AUDIO/MPEG"),
             "recordings/a%20b%0A.mp3"

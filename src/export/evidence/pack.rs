@@ -1,6 +1,7 @@
 //! The zip of a bundle, written on a blocking thread as its pieces arrive through a bounded
-//! channel: each file stored as it is (recordings are compressed already), hashed on its way
-//! in, and, once every other file is written, `manifest.json` and `SHA256SUMS`. The archive is
+//! channel: each file deflated, or stored as it is when it is compressed already (recordings),
+//! hashed on its way in, and, once every other file is written, `manifest.json` and
+//! `SHA256SUMS`. The archive is
 //! written front to back without seeking (sizes and CRCs follow each file), so it can go
 //! straight into an HTTP body.
 use std::io::{self, Write};
@@ -17,8 +18,13 @@ use super::manifest::{FileEntry, MANIFEST, Manifest, SUMS, sums};
 /// What the assembler sends the zip writer.
 #[derive(Debug)]
 pub enum Piece {
-    /// The next file; `large` when it may pass 4 GiB (ZIP64 sizes).
-    File { path: String, large: bool },
+    /// The next file; `large` when it may pass 4 GiB (ZIP64 sizes); `stored` when deflating
+    /// would not make it smaller (a recording).
+    File {
+        path: String,
+        large: bool,
+        stored: bool,
+    },
     /// More of the current file.
     Bytes(Bytes),
     /// Every file was sent: write the manifest (its `files` filled in here) and close.
@@ -104,17 +110,23 @@ pub fn pack<W: Write>(
         bytes: 0,
     });
     let options = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Stored)
+        .compression_method(CompressionMethod::Deflated)
         .last_modified_time(dos_time(made_at))
         .unix_permissions(0o644);
+    let stored_options = options.compression_method(CompressionMethod::Stored);
     let mut files: Vec<FileEntry> = Vec::new();
     let mut open: Option<Open> = None;
     while let Some(piece) = pieces.blocking_recv() {
         match piece {
-            Piece::File { path, large } => {
+            Piece::File {
+                path,
+                large,
+                stored,
+            } => {
                 if let Some(done) = open.take() {
                     files.push(done.close());
                 }
+                let options = if stored { stored_options } else { options };
                 zip.start_file(path.as_str(), options.large_file(large))
                     .map_err(zip_error)?;
                 open = Some(Open {
@@ -241,12 +253,14 @@ mod tests {
                 Piece::File {
                     path: "a.txt".into(),
                     large: false,
+                    stored: false,
                 },
                 Piece::Bytes(Bytes::from_static(b"hello ")),
                 Piece::Bytes(Bytes::from_static(b"world")),
                 Piece::File {
                     path: "b/c.bin".into(),
                     large: true,
+                    stored: true,
                 },
                 Piece::Bytes(Bytes::from(vec![7u8; 100_000])),
                 Piece::End(Box::new(manifest())),
@@ -287,6 +301,7 @@ mod tests {
         tx.try_send(Piece::File {
             path: "a".into(),
             large: false,
+            stored: false,
         })
         .expect("send");
         drop(tx);

@@ -224,17 +224,24 @@ fn read_entry<R: Read + io::Seek>(
             return;
         }
     };
-    if name == MANIFEST {
+    // A folder entry (a bundle unpacked and zipped again has them) holds nothing to check.
+    if name == MANIFEST || (entry.is_dir() && entry.size() == 0) {
         return;
     }
-    if name != SUMS && !listed.contains_key(name.as_str()) {
+    let listed_bytes = listed.get(name.as_str()).map(|(bytes, _)| *bytes);
+    if name != SUMS && listed_bytes.is_none() {
         report.differ(&name, "is not listed in the manifest");
+        return;
     }
     if read.hashed.contains_key(&name) {
         report.differ(&name, "is in the zip twice");
         return;
     }
-    let mut hashing = Hashing::new(&mut entry);
+    // Never more than the manifest says, and a byte to tell it was more: an entry that
+    // inflates without end (a zip bomb) stops there.
+    let limit = listed_bytes.map_or(SMALL_FILE, |b| b.saturating_add(1));
+    let mut limited = (&mut entry).take(limit);
+    let mut hashing = Hashing::new(&mut limited);
     let outcome = if name == SUMS {
         let mut text = String::new();
         (&mut hashing)
@@ -266,7 +273,11 @@ fn read_entry<R: Read + io::Seek>(
         report.differ(&name, format!("cannot be read from the zip: {e}"));
         return;
     }
-    read.hashed.insert(name, hashing.finish());
+    let (bytes, sha256) = hashing.finish();
+    if bytes == limit {
+        report.differ(&name, format!("holds more than {} bytes", limit - 1));
+    }
+    read.hashed.insert(name, (bytes, sha256));
 }
 
 fn read_calls_json(input: &mut impl Read, read: &mut Read_, report: &mut Report) -> io::Result<()> {
@@ -593,7 +604,12 @@ fn check_deliveries(read: &mut Read_, report: &mut Report) {
             report.differ(file, format!("is not the log row of delivery {id}'s body"));
             continue;
         }
-        let logged = texts.get(3).cloned().flatten().unwrap_or_default();
+        let logged = DELIVERIES
+            .columns
+            .iter()
+            .position(|(column, _, _)| *column == "sha256")
+            .and_then(|i| texts.get(i).cloned().flatten())
+            .unwrap_or_default();
         match read.hashed.get(&body) {
             None => report.differ(&body, "is missing: its log row is in the bundle"),
             Some((_, sha256)) if *sha256 != logged => report.differ(
