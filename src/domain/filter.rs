@@ -157,6 +157,7 @@ pub enum CallField {
     RawPayload,
     Revisions,
     Recording,
+    Reviews,
 }
 
 /// Which of a page's column sets serves a field.
@@ -172,7 +173,7 @@ pub enum PagePart {
 }
 
 impl CallField {
-    pub const ALL: [CallField; 33] = [
+    pub const ALL: [CallField; 34] = [
         CallField::CallId,
         CallField::Status,
         CallField::Direction,
@@ -206,6 +207,7 @@ impl CallField {
         CallField::RawPayload,
         CallField::Revisions,
         CallField::Recording,
+        CallField::Reviews,
     ];
 
     /// The field's name in GraphQL (`Call.<name>`).
@@ -243,6 +245,7 @@ impl CallField {
             CallField::RawContentType => "rawContentType",
             CallField::RawPayload => "rawPayload",
             CallField::Revisions => "revisions",
+            CallField::Reviews => "reviews",
             CallField::Recording => "recording",
         }
     }
@@ -282,7 +285,8 @@ impl CallField {
             | CallField::Anomalies
             | CallField::Revision
             | CallField::RawContentType
-            | CallField::Revisions => PagePart::Details,
+            | CallField::Revisions
+            | CallField::Reviews => PagePart::Details,
         }
     }
 
@@ -295,7 +299,8 @@ impl CallField {
             | CallField::CustomerNumber
             | CallField::RecordingUrl
             | CallField::RawPayload
-            | CallField::Revisions => true,
+            | CallField::Revisions
+            | CallField::Reviews => true,
             CallField::CallId
             | CallField::Status
             | CallField::Direction
@@ -330,7 +335,10 @@ impl CallField {
     /// Whether the field is one value per call (a table column), not a list of records or an
     /// object.
     pub fn is_scalar(self) -> bool {
-        !matches!(self, CallField::Revisions | CallField::Recording)
+        !matches!(
+            self,
+            CallField::Revisions | CallField::Recording | CallField::Reviews
+        )
     }
 
     /// The field of a GraphQL name, if it is one.

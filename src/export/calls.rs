@@ -169,7 +169,7 @@ fn cell_of(call: &Call, field: CallField) -> Cell<'_> {
         CallField::RawContentType => Cell::Text(&call.raw_content_type),
         CallField::RawPayload => Cell::Text(&call.raw_payload),
         // Not columns: a list of records and an object (the evidence bundle carries them).
-        CallField::Revisions | CallField::Recording => Cell::Null,
+        CallField::Revisions | CallField::Recording | CallField::Reviews => Cell::Null,
     }
 }
 

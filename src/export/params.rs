@@ -449,8 +449,9 @@ mod tests {
         assert_eq!(export.order, CallOrder::default());
         assert!(!export.fields_chosen);
         assert!(!export.fields.contains(&CallField::Revisions));
-        assert_eq!(export.fields.len(), CallField::ALL.len() - 2);
+        assert_eq!(export.fields.len(), CallField::ALL.len() - 3);
         assert!(!export.fields.contains(&CallField::Recording));
+        assert!(!export.fields.contains(&CallField::Reviews));
     }
 
     #[test]
