@@ -245,6 +245,7 @@ impl CallField {
             CallField::RawContentType => "rawContentType",
             CallField::RawPayload => "rawPayload",
             CallField::Revisions => "revisions",
+            CallField::Reviews => "reviews",
             CallField::Recording => "recording",
             CallField::Reviews => "reviews",
         }
@@ -286,7 +287,8 @@ impl CallField {
             | CallField::Anomalies
             | CallField::Revision
             | CallField::RawContentType
-            | CallField::Revisions => PagePart::Details,
+            | CallField::Revisions
+            | CallField::Reviews => PagePart::Details,
         }
     }
 

@@ -451,6 +451,7 @@ mod tests {
         assert!(!export.fields.contains(&CallField::Revisions));
         assert_eq!(export.fields.len(), CallField::ALL.len() - 3);
         assert!(!export.fields.contains(&CallField::Recording));
+        assert!(!export.fields.contains(&CallField::Reviews));
     }
 
     #[test]
