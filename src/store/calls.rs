@@ -90,12 +90,14 @@ impl Store {
         request: &PageRequest,
         fields: PageFields,
     ) -> Result<Page, AppError> {
-        self.page_where(filter, Condition::all(), order, request, fields)
+        self.page_where(filter, Condition::all(), order, request, fields, false)
             .await
     }
 
     /// The same, over the calls that also meet `extra` (a condition no [`CallFilter`] field
-    /// says, such as the review queue's "short or anomalous").
+    /// says, such as the review queue's "short or anomalous"). With `walk_order`, a length
+    /// range is checked row by row while the ordering's index is walked (the desk's short and
+    /// long calls are too many for the length index to pay).
     pub(super) async fn page_where(
         &self,
         filter: &CallFilter,
@@ -103,6 +105,7 @@ impl Store {
         order: CallOrder,
         request: &PageRequest,
         fields: PageFields,
+        walk_order: bool,
     ) -> Result<Page, AppError> {
         let (size, cursor, backward) = match request {
             PageRequest::Forward { first, after } => (*first, after.as_deref(), false),
@@ -126,7 +129,31 @@ impl Store {
         let ascending = (order.direction == SortDirection::Asc) != backward;
         let nulls_last = !backward;
 
-        let mut select = call::Entity::find().filter(condition(filter)).filter(extra);
+        let (filter_sql, extra) = match (filter.duration_seconds, order.field, walk_order) {
+            (Some(range), field, true) if field != OrderField::DurationSeconds => {
+                // `duration_seconds + 0` is no column an index serves: the length is checked
+                // on each row as the ordering's index is walked, rather than all calls of
+                // that length read from the length index and sorted (a tenth of the calls
+                // are short: 94 000 rows sorted to show 50, 550 ms at 1M calls on SQLite).
+                let length = Expr::col(call::Column::DurationSeconds).add(0);
+                let mut extra = Condition::all().add(extra);
+                if let Some(min) = range.min {
+                    extra = extra.add(length.clone().gte(min));
+                }
+                if let Some(max) = range.max {
+                    extra = extra.add(length.lte(max));
+                }
+                let without = CallFilter {
+                    duration_seconds: None,
+                    ..filter.clone()
+                };
+                (without, extra)
+            }
+            _ => (filter.clone(), extra),
+        };
+        let mut select = call::Entity::find()
+            .filter(condition(&filter_sql))
+            .filter(extra);
         // Read only what the reader shows: the raw body is most of a row's bytes, and every
         // value read is copied several times on its way out (sqlx copies each one, then the
         // model, the domain call and the GraphQL value). Unread fields keep their defaults.

@@ -100,6 +100,28 @@ impl Reader {
                 order,
                 request,
                 fields,
+                true,
+            )
+            .await
+    }
+
+    /// A page as the desk reads it: like [`Reader::page`], but a length range is checked on
+    /// each row while the ordering's index is walked (the desk's short and long calls).
+    pub async fn page_in_order(
+        &self,
+        filter: &CallFilter,
+        order: CallOrder,
+        request: &PageRequest,
+        fields: PageFields,
+    ) -> Result<Page, AppError> {
+        self.store
+            .page_where(
+                &self.scope.restrict(filter),
+                sea_orm::Condition::all(),
+                order,
+                request,
+                fields,
+                true,
             )
             .await
     }

@@ -217,7 +217,7 @@ async fn find_page(
     viewer.check_filter(&asked.filter, "")?;
     let reader = desk.reader(viewer);
     let page = reader
-        .page(&asked.filter, asked.order, &asked.request, queue::FIELDS)
+        .page_in_order(&asked.filter, asked.order, &asked.request, queue::FIELDS)
         .await?;
     let total = reader
         .count_up_to(&asked.filter, search::COUNT_CAP + 1)

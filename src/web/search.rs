@@ -17,7 +17,7 @@ use crate::error::AppError;
 /// Calls per page.
 pub const PAGE_SIZE: u64 = 50;
 /// Totals are counted up to this many; beyond, a page says "more than".
-pub const COUNT_CAP: u64 = 10_000;
+pub const COUNT_CAP: u64 = 1_000;
 /// Longest value a search field takes.
 const MAX_FIELD: usize = 200;
 

@@ -561,6 +561,20 @@ async fn a_review_is_appended_and_the_call_leaves_the_queue() {
             "[{name}] {}",
             queue.body
         );
+        let short = browser.get("/calls?length=short&sort=oldest&min=10").await;
+        assert!(
+            short.body.contains("1 call matches"),
+            "[{name}] {}",
+            short.body
+        );
+        let none = browser.get("/calls?length=short&min=13").await;
+        assert!(
+            none.body.contains("0 calls match"),
+            "[{name}] {}",
+            none.body
+        );
+        let long = browser.get("/calls?length=long").await;
+        assert!(long.body.contains("0 calls match"), "[{name}]");
         let csrf = browser.csrf().await;
         let path = format!("/calls/{CALL}/reviews");
         let refused = browser
