@@ -102,9 +102,9 @@ struct Stated {
     bytes: Option<u64>,
 }
 
-/// What reading every entry gathered.
+/// What reading every entry gathered for the checks after it.
 #[derive(Default)]
-struct Read_ {
+struct Gathered {
     /// Every file but the manifest: its size and SHA-256 as read.
     hashed: HashMap<String, (u64, String)>,
     sums: Option<String>,
@@ -145,7 +145,7 @@ pub fn verify(path: &Path) -> Report {
         .iter()
         .map(|f| (f.path.as_str(), (f.bytes, f.sha256.as_str())))
         .collect();
-    let mut read = Read_::default();
+    let mut read = Gathered::default();
     for index in 0..archive.len() {
         read_entry(&mut archive, index, &listed, &mut read, &mut report);
     }
@@ -201,7 +201,7 @@ fn read_entry<R: Read + io::Seek>(
     archive: &mut zip::ZipArchive<R>,
     index: usize,
     listed: &HashMap<&str, (u64, &str)>,
-    read: &mut Read_,
+    read: &mut Gathered,
     report: &mut Report,
 ) {
     let mut entry = match archive.by_index(index) {
@@ -280,7 +280,11 @@ fn read_entry<R: Read + io::Seek>(
     read.hashed.insert(name, (bytes, sha256));
 }
 
-fn read_calls_json(input: &mut impl Read, read: &mut Read_, report: &mut Report) -> io::Result<()> {
+fn read_calls_json(
+    input: &mut impl Read,
+    read: &mut Gathered,
+    report: &mut Report,
+) -> io::Result<()> {
     let mut lines = BufReader::new(input);
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -333,7 +337,11 @@ fn read_calls_json(input: &mut impl Read, read: &mut Read_, report: &mut Report)
     }
 }
 
-fn read_calls_csv(input: &mut impl Read, read: &mut Read_, report: &mut Report) -> io::Result<()> {
+fn read_calls_csv(
+    input: &mut impl Read,
+    read: &mut Gathered,
+    report: &mut Report,
+) -> io::Result<()> {
     let mut rows = csv::Reader::from_reader(input);
     let mut record = csv::ByteRecord::new();
     loop {
@@ -394,7 +402,11 @@ fn links_to(
     }
 }
 
-fn read_access_log(input: &mut impl Read, read: &mut Read_, report: &mut Report) -> io::Result<()> {
+fn read_access_log(
+    input: &mut impl Read,
+    read: &mut Gathered,
+    report: &mut Report,
+) -> io::Result<()> {
     let mut rows = csv::Reader::from_reader(input);
     let expected = access_log_header(ACCESS_LOG);
     match rows.headers() {
@@ -466,7 +478,7 @@ fn read_access_log(input: &mut impl Read, read: &mut Read_, report: &mut Report)
     Ok(())
 }
 
-fn check_files(manifest: &Manifest, read: &Read_, report: &mut Report) {
+fn check_files(manifest: &Manifest, read: &Gathered, report: &mut Report) {
     let before = report.differences.len();
     for file in &manifest.files {
         match read.hashed.get(&file.path) {
@@ -509,7 +521,7 @@ fn check_files(manifest: &Manifest, read: &Read_, report: &mut Report) {
     }
 }
 
-fn check_sums(manifest: &Manifest, manifest_sha256: &str, read: &Read_, report: &mut Report) {
+fn check_sums(manifest: &Manifest, manifest_sha256: &str, read: &Gathered, report: &mut Report) {
     let Some(found) = &read.sums else {
         report.differ(SUMS, "is missing");
         return;
@@ -586,7 +598,7 @@ fn delivery_texts(row: &Value) -> Result<Vec<Option<String>>, String> {
         .collect()
 }
 
-fn check_deliveries(read: &mut Read_, report: &mut Report) {
+fn check_deliveries(read: &mut Gathered, report: &mut Report) {
     let before = report.differences.len();
     let rows = std::mem::take(&mut read.delivery_rows);
     let mut bodies = 0;
@@ -659,7 +671,7 @@ fn check_deliveries(read: &mut Read_, report: &mut Report) {
     }
 }
 
-fn check_recordings(read: &Read_, report: &mut Report) {
+fn check_recordings(read: &Gathered, report: &mut Report) {
     let before = report.differences.len();
     for (file, stated) in &read.recordings {
         match read.hashed.get(file) {
@@ -694,7 +706,7 @@ fn check_recordings(read: &Read_, report: &mut Report) {
     }
 }
 
-fn check_chains(manifest: &Manifest, read: &Read_, report: &mut Report) {
+fn check_chains(manifest: &Manifest, read: &Gathered, report: &mut Report) {
     let before = report.differences.len();
     let genesis = hex::encode(GENESIS);
     for chain in [DELIVERIES, ACCESS_LOG] {
