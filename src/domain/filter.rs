@@ -245,7 +245,6 @@ impl CallField {
             CallField::RawContentType => "rawContentType",
             CallField::RawPayload => "rawPayload",
             CallField::Revisions => "revisions",
-            CallField::Reviews => "reviews",
             CallField::Recording => "recording",
             CallField::Reviews => "reviews",
         }
@@ -287,8 +286,7 @@ impl CallField {
             | CallField::Anomalies
             | CallField::Revision
             | CallField::RawContentType
-            | CallField::Revisions
-            | CallField::Reviews => PagePart::Details,
+            | CallField::Revisions => PagePart::Details,
         }
     }
 
