@@ -78,21 +78,6 @@ impl serde::Serialize for Cell<'_> {
 }
 
 impl Cell<'_> {
-    fn json(self) -> Value {
-        match self {
-            Cell::Null => Value::Null,
-            Cell::Text(s) => Value::String(s.to_owned()),
-            Cell::Int(n) => Value::from(n),
-            Cell::Bool(b) => Value::Bool(b),
-            Cell::Instant(t) => Value::String(utc(t)),
-            Cell::Anomalies(list) => Value::Array(
-                list.iter()
-                    .map(|a| Value::String(a.code().to_owned()))
-                    .collect(),
-            ),
-        }
-    }
-
     /// The cell's CSV text (before quoting), written in `scratch` when it is not borrowed:
     /// null is empty, a list is its items joined by `,`.
     fn csv_text<'s>(&'s self, scratch: &'s mut String) -> &'s str {
@@ -175,7 +160,8 @@ fn cell_of(call: &Call, field: CallField) -> Cell<'_> {
 
 /// A field's value, as GraphQL would answer it.
 pub fn value(call: &Call, field: CallField) -> Value {
-    cell_of(call, field).json()
+    // Through the one encoding NDJSON writes (`Serialize for Cell`); it cannot fail.
+    serde_json::to_value(cell_of(call, field)).unwrap_or(Value::Null)
 }
 
 /// The CSV header row of the columns `fields` (no local times).
