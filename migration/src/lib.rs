@@ -20,6 +20,7 @@ mod m20261202_000013_protect_events;
 mod m20261202_000014_cover_ended_at;
 mod m20261202_000015_create_call_reviews;
 mod m20261202_000016_create_desk_sessions;
+mod m20261202_000017_index_customer_names;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_cover_ended_at::Migration),
             Box::new(m20261202_000015_create_call_reviews::Migration),
             Box::new(m20261202_000016_create_desk_sessions::Migration),
+            Box::new(m20261202_000017_index_customer_names::Migration),
         ]
     }
 }

@@ -10,7 +10,6 @@ use sea_orm::{
 
 use super::Store;
 use super::error::{db_error, defect};
-use super::filter::condition;
 use crate::domain::call::CallRevision;
 use crate::domain::filter::{CallField, Cursor, CursorKey, CursorPrefix, PagePart};
 use crate::domain::lifecycle::CallState;
@@ -45,7 +44,7 @@ impl Store {
     /// How many concluded calls match `filter`, counted in the database.
     pub(super) async fn count(&self, filter: &CallFilter) -> Result<u64, AppError> {
         call::Entity::find()
-            .filter(condition(filter))
+            .filter(self.condition(filter).await?)
             .count(&self.db)
             .await
             .map_err(db_error)
@@ -62,7 +61,7 @@ impl Store {
         let inner = call::Entity::find()
             .select_only()
             .column(call::Column::Id)
-            .filter(condition(filter))
+            .filter(self.condition(filter).await?)
             .filter(extra)
             .limit(cap)
             .into_query();
@@ -152,7 +151,7 @@ impl Store {
             _ => (filter.clone(), extra),
         };
         let mut select = call::Entity::find()
-            .filter(condition(&filter_sql))
+            .filter(self.condition(&filter_sql).await?)
             .filter(extra);
         // Read only what the reader shows: the raw body is most of a row's bytes, and every
         // value read is copied several times on its way out (sqlx copies each one, then the

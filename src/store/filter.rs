@@ -1,11 +1,63 @@
 //! A domain [`CallFilter`] as a sea-orm condition on the `calls` table.
+//!
+//! A search by part of a customer's name is first looked up in the customers' names
+//! (`customer_names`, one row per customer and name, trigram-indexed): when few customers
+//! match, their calls are read from the customer-number index instead of every call's name
+//! being matched in turn (a scan of the whole log: 7–9 s at 1M calls).
 use entity::call::Column;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{ColumnTrait, Condition};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, Statement};
 
+use super::Store;
+use super::error::db_error;
 use crate::domain::{CallFilter, IntRange, TimeRange};
+use crate::error::AppError;
 
-/// Concluded calls matching `filter`.
+/// The most customers a name search reads by customer number. Past it the name is common
+/// (`"kumar"`, a single letter) and the calls in the list's order match often enough that
+/// walking them finds a page sooner than reading every such customer's calls and sorting.
+const NAMED_CUSTOMERS: usize = 200;
+
+impl Store {
+    /// The condition of `filter`, with a name search narrowed to the customers it matches
+    /// when they are few (one indexed lookup first). Each call's own name is still matched,
+    /// so the answer is the same either way.
+    pub(super) async fn condition(&self, filter: &CallFilter) -> Result<Condition, AppError> {
+        let mut c = condition(filter);
+        if let Some(name) = &filter.customer_name
+            && let Some(digits) = self.customers_named(name).await?
+        {
+            c = c.add(Column::CustomerDigits.is_in(digits));
+        }
+        Ok(c)
+    }
+
+    /// The numbers (digits) of the customers whose lower-cased name holds `name`, unless
+    /// there are more than [`NAMED_CUSTOMERS`].
+    async fn customers_named(&self, name: &str) -> Result<Option<Vec<String>>, AppError> {
+        let pattern = format!("%{}%", escape_like(name));
+        let limit = NAMED_CUSTOMERS as u64 + 1;
+        let (sql, values) = self.dialect().customers_named(&pattern, name, limit);
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await
+            .map_err(db_error)?;
+        if rows.len() > NAMED_CUSTOMERS {
+            return Ok(None);
+        }
+        let mut digits = rows
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error)?;
+        digits.sort_unstable();
+        digits.dedup();
+        Ok(Some(digits))
+    }
+}
+
+/// Concluded calls matching `filter` (a name search matched on every call's name).
 pub fn condition(filter: &CallFilter) -> Condition {
     let mut c = Condition::all().add(Column::EndedAt.is_not_null());
     if let Some(ids) = &filter.call_ids {

@@ -28,7 +28,6 @@ use sea_orm::{ConnectionTrait, QueryResult, Statement};
 use super::Store;
 use super::dialect::{Dialect, PercentileQuery};
 use super::error::{db_error, defect};
-use super::filter::condition;
 use super::rollup::Split;
 use crate::domain::stats::{
     Aggregates, Dimension, GroupKey, HistogramBounds, KeyPart, MAX_GROUPS, OffsetSegment, Period,
@@ -72,6 +71,7 @@ impl Store {
             &request.ungrouped(),
             &BucketPlan::default(),
             Columns::NONE,
+            self.condition(&request.filter).await?,
         );
         // Implausible instants are not planned for (see `plausible_span`).
         let (from, to) = plausible_span(Utc::now());
@@ -150,7 +150,13 @@ impl Store {
         plan: &BucketPlan,
     ) -> Result<Vec<StatsGroup>, AppError> {
         let columns = Columns::for_groups(request);
-        let (inner, values) = base_select(self.dialect(), request, plan, columns);
+        let (inner, values) = base_select(
+            self.dialect(),
+            request,
+            plan,
+            columns,
+            self.condition(&request.filter).await?,
+        );
         let keys = key_list(request);
         let short = request.short_call_seconds.map_or("NULL".to_owned(), |s| {
             format!("SUM(CASE WHEN d < {s} THEN 1 ELSE 0 END)")
@@ -198,7 +204,13 @@ impl Store {
             return Ok(result);
         }
         let dialect = self.dialect();
-        let (inner, values) = base_select(dialect, request, plan, Columns::DURATION);
+        let (inner, values) = base_select(
+            dialect,
+            request,
+            plan,
+            Columns::DURATION,
+            self.condition(&request.filter).await?,
+        );
         let keys = key_list(request);
         let sql = dialect.percentiles_sql(&PercentileQuery {
             inner: &inner,
@@ -229,7 +241,13 @@ impl Store {
         plan: &BucketPlan,
         bounds: &HistogramBounds,
     ) -> Result<HashMap<GroupKey, Vec<i64>>, AppError> {
-        let (inner, values) = base_select(self.dialect(), request, plan, Columns::DURATION);
+        let (inner, values) = base_select(
+            self.dialect(),
+            request,
+            plan,
+            Columns::DURATION,
+            self.condition(&request.filter).await?,
+        );
         let keys = key_list(request);
         let mut bucket = String::from("CAST(CASE");
         for (i, b) in bounds.bounds().iter().enumerate() {
@@ -350,8 +368,8 @@ impl Columns {
     }
 }
 
-/// The filtered calls, one row each: `g0..gN` (group key), `d` (duration), and 0/1 flags
-/// `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
+/// The calls `matching` (the request's filter as [`Store::condition`] makes it), one row each:
+/// `g0..gN` (group key), `d` (duration), and 0/1 flags `rec`, `ans`, `missed`, `rejected`. Only the filter's values are bound parameters; every
 /// other literal is a number the service produced. What `columns` leaves out reads as a
 /// constant.
 fn base_select(
@@ -359,6 +377,7 @@ fn base_select(
     request: &StatsRequest,
     plan: &BucketPlan,
     columns: Columns,
+    matching: sea_orm::Condition,
 ) -> (String, sea_orm::Values) {
     let mut select = Query::select();
     for (i, dimension) in request.group_by.iter().enumerate() {
@@ -403,7 +422,7 @@ fn base_select(
         )
         .expr_as(Expr::cust("\"ended_at\""), Alias::new("ended_at"))
         .from(call::Entity)
-        .cond_where(condition(&request.filter));
+        .cond_where(matching);
     let statement = dialect.backend().build(&select);
     (
         statement.sql,

@@ -24,6 +24,7 @@ mod graphql_calls;
 mod implausible;
 mod lifecycle;
 mod log_secrets;
+mod name_search;
 mod ops;
 mod pg_outage;
 mod pg_writer_faults;

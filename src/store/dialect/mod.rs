@@ -313,6 +313,36 @@ impl Dialect {
         }
     }
 
+    /// The query for the digits of customers whose lower-cased name matches `pattern` (a
+    /// `LIKE` pattern escaped with `\`, made of the lower-cased text `needle`), at most
+    /// `limit` rows, through the names' trigram index (`customer_names`, migration 000017).
+    pub(crate) fn customers_named(
+        self,
+        pattern: &str,
+        needle: &str,
+        limit: u64,
+    ) -> (&'static str, Vec<Value>) {
+        match self {
+            Dialect::Postgres => (
+                postgres::CUSTOMERS_NAMED,
+                vec![pattern.into(), (limit as i64).into()],
+            ),
+            // Trigrams index text of three characters or more.
+            Dialect::Sqlite if needle.chars().count() < 3 => (
+                sqlite::CUSTOMERS_NAMED_SHORT,
+                vec![pattern.into(), (limit as i64).into()],
+            ),
+            Dialect::Sqlite => {
+                // One FTS5 phrase: the text between double quotes, its own quotes doubled.
+                let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+                (
+                    sqlite::CUSTOMERS_NAMED,
+                    vec![pattern.into(), phrase.into(), (limit as i64).into()],
+                )
+            }
+        }
+    }
+
     // Bulk loading (`calltrail seed`).
 
     /// The settings a bulk load runs under: `(inside each loading transaction first, then

@@ -50,6 +50,10 @@ pub(super) const INDEX_BUILD_SESSION: (&[&str], &[&str], &[&str]) =
 /// would soon after, so grouped statistics are index-only scans of the covering index from the
 /// first question.
 pub(super) const AFTER_BULK_LOAD: &[&str] = &[
+    // The loaders ran at once, so a customer first seen by both has its name listed twice.
+    "DELETE FROM customer_names a USING customer_names b WHERE a.id > b.id \
+     AND a.customer_digits = b.customer_digits AND a.name = b.name",
+    "ANALYZE customer_names",
     "VACUUM (ANALYZE) calls",
     "ANALYZE call_events",
     "ANALYZE call_buckets",
@@ -59,6 +63,11 @@ pub(super) const AFTER_BULK_LOAD: &[&str] = &[
 pub(super) const SECONDARY_INDEXES: &str = "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
      WHERE schemaname = current_schema() AND tablename = $1 \
      AND indexname NOT IN (SELECT conname FROM pg_constraint)";
+
+/// Customers whose lower-cased name matches the `LIKE` pattern `$1` (escaped with `\`),
+/// through the `pg_trgm` index on the names; at most `$2` rows.
+pub(super) const CUSTOMERS_NAMED: &str = "SELECT customer_digits FROM customer_names \
+     WHERE name LIKE $1 ESCAPE '\\' LIMIT $2";
 
 /// Readers' statements stopped by the server at `limit` (`statement_timeout`, SQLSTATE 57014).
 pub(crate) fn statement_timeout(

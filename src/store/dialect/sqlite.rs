@@ -93,6 +93,19 @@ pub(super) const REFRESH_SCHEMA: &[&str] = &["SELECT count(*) FROM sqlite_master
 pub(super) const SECONDARY_INDEXES: &str = "SELECT name, sql AS definition FROM sqlite_master \
      WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL";
 
+/// Customers whose lower-cased name matches the `LIKE` pattern `?1` (escaped with `\`): the
+/// FTS5 trigram index finds the names holding the text `?2` (an FTS5 phrase, at least three
+/// characters; case-folded, so it finds all that `LIKE` does), and `LIKE` checks each as the
+/// calls' own condition does; at most `?3` rows.
+pub(super) const CUSTOMERS_NAMED: &str = "SELECT n.customer_digits FROM customer_names_trigram t \
+     JOIN customer_names n ON n.id = t.rowid \
+     WHERE customer_names_trigram MATCH ?2 AND n.name LIKE ?1 ESCAPE '\\' LIMIT ?3";
+
+/// The same for a text under three characters, which trigrams cannot index: a scan of the
+/// names (one row per customer, not per call), stopped at `?2` rows.
+pub(super) const CUSTOMERS_NAMED_SHORT: &str = "SELECT customer_digits FROM customer_names \
+     WHERE name LIKE ?1 ESCAPE '\\' LIMIT ?2";
+
 /// In one `BEGIN IMMEDIATE` transaction: the write lock makes two processes starting at once on
 /// one file take turns (the second finds the migrations applied), instead of both recording
 /// the same migration.
