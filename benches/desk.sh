@@ -53,6 +53,7 @@ pages=(
   "find: one agent, 30 days|/calls?agent=919700000001&from=$MONTH_AGO&to=$TODAY&$TZ_Q|jar"
   "find: short calls not yet reviewed, oldest first|/calls?length=short&unreviewed=1&sort=oldest&$TZ_Q|jar"
   "find: customer name contains \"customer 4242\"|/calls?name=customer+4242&$TZ_Q|jar"
+  "find: customer name contains \"customer 4\" (common: over 200 customers)|/calls?name=customer+4&$TZ_Q|jar"
   "find: customer name contains \"customer 4242\", 30 days|/calls?name=customer+4242&from=$MONTH_AGO&to=$TODAY&$TZ_Q|jar"
   "a call|/calls/$CALL?$TZ_Q|jar"
   "an agent's day|/agents/919700000001/$DAY?$TZ_Q|jar"

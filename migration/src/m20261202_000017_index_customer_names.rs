@@ -55,9 +55,14 @@ fn postgres() -> Vec<String> {
 }
 
 fn sqlite() -> Vec<String> {
+    // Not `INSERT OR IGNORE`: a conflict policy on the statement that fires a trigger overrides
+    // the trigger's own, so a batch's `INSERT OR FAIL` into calls would fail on a name
+    // already indexed.
     let index_pair = "WHEN new.customer_name IS NOT NULL AND new.customer_digits IS NOT NULL \
-         BEGIN INSERT OR IGNORE INTO customer_names (customer_digits, name) \
-         VALUES (new.customer_digits, lower(new.customer_name)); END";
+         BEGIN INSERT INTO customer_names (customer_digits, name) \
+         SELECT new.customer_digits, lower(new.customer_name) WHERE NOT EXISTS \
+         (SELECT 1 FROM customer_names WHERE customer_digits = new.customer_digits \
+         AND name = lower(new.customer_name)); END";
     vec![
         "CREATE TABLE IF NOT EXISTS customer_names (id INTEGER PRIMARY KEY, \
          customer_digits TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (customer_digits, name))"
