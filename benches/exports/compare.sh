@@ -7,6 +7,8 @@
 # ROUNDS times (default 3) alternates: `GET /export/calls.csv` (every column, then the summary
 # columns) through curl, and `sqlite3 -csv` / `psql \copy ... to stdout csv` of the same columns.
 # Prints wall time, rows/s, bytes and the server's peak RSS. Drops the database at the end.
+# With CEILING set to the built `export_ceiling` bench (`cargo bench --bench export_ceiling
+# --no-run` names it), each round also reads the six columns through the driver alone.
 set -euo pipefail
 binary=$(realpath "$1"); backend=$2; calls=$3; rounds=${4:-3}
 admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -68,6 +70,7 @@ for round in $(seq 1 "$rounds"); do
   timed "database's own, every column" db_export "$all"
   timed "calltrail calls.csv, 6 columns" curl -sf "http://127.0.0.1:$port/export/calls.csv?fields=$summary_fields"
   timed "database's own, 6 columns" db_export "$summary"
+  [ -n "${CEILING:-}" ] && DATABASE_URL=$url "$CEILING"
   timed "calltrail calls.ndjson, every column" curl -sf "http://127.0.0.1:$port/export/calls.ndjson"
 done
 echo "server peak RSS: $(grep VmHWM /proc/$server/status | awk '{print $2/1024 " MiB"}')"
