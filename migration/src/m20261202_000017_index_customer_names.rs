@@ -51,6 +51,14 @@ fn postgres() -> Vec<String> {
          AFTER INSERT OR UPDATE OF customer_name, customer_digits ON calls \
          FOR EACH ROW EXECUTE FUNCTION calltrail_index_customer_name()"
             .into(),
+        // Statistics of the lower-cased names, so the planner knows how many calls a common
+        // name matches: without them it guesses a handful, reads every call and sorts (430 ms
+        // at 1M calls) instead of walking the list's order until a page is found (1.8 ms).
+        // Expression statistics need PostgreSQL 14; older servers go without.
+        "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN \
+         EXECUTE 'CREATE STATISTICS IF NOT EXISTS calls_customer_name_lower \
+         ON (lower(customer_name)) FROM calls'; END IF; END $$"
+            .into(),
     ]
 }
 
@@ -105,6 +113,7 @@ impl MigrationTrait for Migration {
         let statements: &[&str] = match db.get_database_backend() {
             DatabaseBackend::Postgres => &[
                 "DROP TRIGGER IF EXISTS calls_index_customer_name ON calls",
+                "DROP STATISTICS IF EXISTS calls_customer_name_lower",
                 "DROP FUNCTION IF EXISTS calltrail_index_customer_name()",
                 "DROP TABLE IF EXISTS customer_names",
             ],

@@ -4,6 +4,9 @@
 //! (`customer_names`, one row per customer and name, trigram-indexed): when few customers
 //! match, their calls are read from the customer-number index instead of every call's name
 //! being matched in turn (a scan of the whole log: 7–9 s at 1M calls).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use entity::call::Column;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, Statement};
@@ -35,6 +38,17 @@ impl Store {
     /// The numbers (digits) of the customers whose lower-cased name holds `name`, unless
     /// there are more than [`NAMED_CUSTOMERS`].
     async fn customers_named(&self, name: &str) -> Result<Option<Vec<String>>, AppError> {
+        if let Some(known) = self.names.as_ref().and_then(|n| n.get(name)) {
+            return Ok(known);
+        }
+        let found = self.look_up_customers_named(name).await?;
+        if let Some(names) = &self.names {
+            names.keep(name, found.clone());
+        }
+        Ok(found)
+    }
+
+    async fn look_up_customers_named(&self, name: &str) -> Result<Option<Vec<String>>, AppError> {
         let pattern = format!("%{}%", escape_like(name));
         let limit = NAMED_CUSTOMERS as u64 + 1;
         let (sql, values) = self.dialect().customers_named(&pattern, name, limit);
@@ -54,6 +68,24 @@ impl Store {
         digits.sort_unstable();
         digits.dedup();
         Ok(Some(digits))
+    }
+}
+
+/// One reader's name lookups: the customers each name matched ([`Store::customers_named`]'s
+/// answers). A reader lives for one request, so a page, its count and its statistics look a
+/// name up once and agree on it; a new customer's name is seen by the next request.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NameLookups(Arc<Mutex<HashMap<String, Option<Vec<String>>>>>);
+
+impl NameLookups {
+    fn get(&self, name: &str) -> Option<Option<Vec<String>>> {
+        self.0.lock().ok()?.get(name).cloned()
+    }
+
+    fn keep(&self, name: &str, customers: Option<Vec<String>>) {
+        if let Ok(mut known) = self.0.lock() {
+            known.insert(name.to_owned(), customers);
+        }
     }
 }
 

@@ -58,6 +58,10 @@ pub struct Store {
     dialect: Dialect,
     /// SQLite only: checkpoints the write-ahead log beside the writer.
     checkpointer: Option<Arc<Checkpointer>>,
+    /// A reader's name lookups, kept for the reader's life (one request): its page, count
+    /// and statistics see the same customers for a name, looked up once. `None` outside a
+    /// [`reader::Reader`].
+    pub(crate) names: Option<filter::NameLookups>,
 }
 
 /// Size of the write [`Store::probe_write`] commits: a delivery's body is kept twice (the log
@@ -120,6 +124,7 @@ impl Store {
             writer,
             dialect,
             checkpointer,
+            names: None,
         })
     }
 

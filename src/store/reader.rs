@@ -22,10 +22,14 @@ pub struct Reader {
 }
 
 impl Store {
-    /// Reads limited to `scope`.
+    /// Reads limited to `scope`, for one request: a name search is looked up once for all of
+    /// its reads.
     pub fn reader(&self, scope: Scope) -> Reader {
         Reader {
-            store: self.clone(),
+            store: Store {
+                names: Some(super::filter::NameLookups::default()),
+                ..self.clone()
+            },
             scope,
         }
     }
