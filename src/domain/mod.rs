@@ -13,8 +13,8 @@ pub mod viewer;
 pub use call::{Anomaly, Call, Direction};
 pub use event::{CallEvent, CallFields, EventKind, FieldError};
 pub use filter::{
-    CallField, CallFilter, CallOrder, IntRange, OrderField, PageFields, PagePart, PageRequest,
-    SortDirection, TimeRange,
+    CallField, CallFilter, CallOrder, FieldSet, IntRange, OrderField, PageFields, PagePart,
+    PageRequest, SortDirection, TimeRange,
 };
 pub use lifecycle::{CallState, fold};
 pub use review::{NewReview, Review, ReviewVerdict};

@@ -1,6 +1,6 @@
 //! The calls export: keyset pages read one after another and written out as CSV or NDJSON
-//! while the client reads. Nothing is read ahead of the client: when it goes away, the body is
-//! dropped and the next page is never asked for.
+//! while the client reads. At most one page is read ahead of the client: when it goes away,
+//! the body is dropped and no further page is asked for.
 use std::io;
 
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::params::CallsExport;
-use crate::domain::{Call, CallField, PageFields, PagePart, PageRequest};
+use crate::domain::{Call, CallField, FieldSet, PageFields, PagePart, PageRequest};
 use crate::store::reader::Reader;
 
 /// Calls read per page: large enough that a page's round trip is a small share of its rows'
@@ -343,10 +343,16 @@ pub fn stream(
     export: CallsExport,
     format: Format,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    // Only the columns written (and the start and end, for the local times).
+    let mut written = FieldSet::of(export.fields.iter().copied());
+    if export.time_zone.is_some() {
+        written = written.with(CallField::StartedAt).with(CallField::EndedAt);
+    }
     let fields = PageFields {
         rows: true,
         raw_payload: export.fields.contains(&CallField::RawPayload),
         details: export.fields.iter().any(|f| f.part() == PagePart::Details),
+        only: Some(written),
     };
     let encoder = Encoder {
         format,

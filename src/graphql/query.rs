@@ -129,6 +129,7 @@ fn page_fields(ctx: &Context<'_>) -> PageFields {
         rows: false,
         raw_payload: false,
         details: false,
+        only: None,
     };
     let mut node = |call: SelectionField<'_>| {
         for field in call.selection_set() {

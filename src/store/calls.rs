@@ -122,6 +122,17 @@ impl Store {
                 has_previous_page: false,
             });
         }
+        // The ordering's column is read whatever else is: the cursors are made of it.
+        let sort_field = match order.field {
+            OrderField::EndedAt => CallField::EndedAt,
+            OrderField::StartedAt => CallField::StartedAt,
+            OrderField::DurationSeconds => CallField::DurationSeconds,
+            OrderField::ReceivedAt => CallField::ReceivedAt,
+        };
+        let fields = PageFields {
+            only: fields.only.map(|only| only.with(sort_field)),
+            ..fields
+        };
         let column = order_column(order.field);
         let nullable = order.field == OrderField::StartedAt;
         // Scanning backward walks the list in reverse; then the rows are flipped back.
@@ -237,8 +248,9 @@ impl Store {
 }
 
 /// Whether a page reads `column`: the keys every ordering and cursor need always; each
-/// field's column by its [`PagePart`]: the summary always, the raw body only when asked for,
-/// the rest when any detail is asked for.
+/// field's column by its [`PagePart`]: the summary always (or, with [`PageFields::only`],
+/// those fields and the ones every call needs), the raw body only when asked for, the rest
+/// when any detail is asked for.
 fn is_read(column: call::Column, fields: PageFields) -> bool {
     use call::Column as C;
     let field = match column {
@@ -275,8 +287,16 @@ fn is_read(column: call::Column, fields: PageFields) -> bool {
         C::RawContentType => CallField::RawContentType,
         C::RawPayload => CallField::RawPayload,
     };
+    // A call cannot be made without these (`call_from_model`).
+    let needed = matches!(
+        field,
+        CallField::Direction
+            | CallField::EndedAt
+            | CallField::CustomerNumber
+            | CallField::WabaNumber
+    );
     match field.part() {
-        PagePart::Summary => true,
+        PagePart::Summary => needed || fields.only.is_none_or(|only| only.contains(field)),
         PagePart::RawPayload => fields.raw_payload,
         PagePart::Details => fields.details,
     }

@@ -15,6 +15,7 @@ pub const FIELDS: PageFields = PageFields {
     rows: true,
     raw_payload: false,
     details: true,
+    only: None,
 };
 
 /// `GET /queue`.

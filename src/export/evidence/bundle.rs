@@ -63,6 +63,7 @@ pub async fn call_ids(reader: &Reader, filter: &CallFilter) -> Result<Vec<String
         rows: true,
         raw_payload: false,
         details: false,
+        only: None,
     };
     loop {
         let request = PageRequest::Forward {
@@ -176,12 +177,14 @@ const EVERYTHING: PageFields = PageFields {
     rows: true,
     raw_payload: true,
     details: true,
+    only: None,
 };
 
 const SUMMARY: PageFields = PageFields {
     rows: true,
     raw_payload: false,
     details: false,
+    only: None,
 };
 
 /// Every scalar field, in the schema's order: a reviewer's `calls.csv` columns.
