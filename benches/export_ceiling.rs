@@ -69,40 +69,33 @@ async fn main() {
     .expect("header");
     let started = Instant::now();
     let mut rows = 0u64;
+    // The same loop over either driver's connection.
+    macro_rules! read_all {
+        ($conn:expr) => {{
+            let mut stream = sqlx::query(SQL).fetch($conn);
+            while let Some(row) = stream.try_next().await.expect("row") {
+                let ended: DateTime<Utc> = row.try_get(1).expect("ended_at");
+                write_row(
+                    &mut out,
+                    row.try_get(0).expect("call_id"),
+                    ended,
+                    row.try_get(2).expect("duration_seconds"),
+                    row.try_get(3).expect("picked_by"),
+                    row.try_get(4).expect("direction"),
+                    row.try_get(5).expect("waba_number"),
+                );
+                rows += 1;
+            }
+        }};
+    }
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(&url)
             .await
             .expect("connect");
-        let mut stream = sqlx::query(SQL).fetch(&mut conn);
-        while let Some(row) = stream.try_next().await.expect("row") {
-            let ended: DateTime<Utc> = row.try_get(1).expect("ended_at");
-            write_row(
-                &mut out,
-                row.try_get(0).expect("call_id"),
-                ended,
-                row.try_get(2).expect("duration_seconds"),
-                row.try_get(3).expect("picked_by"),
-                row.try_get(4).expect("direction"),
-                row.try_get(5).expect("waba_number"),
-            );
-            rows += 1;
-        }
+        read_all!(&mut conn);
     } else {
         let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-        let mut stream = sqlx::query(SQL).fetch(&mut conn);
-        while let Some(row) = stream.try_next().await.expect("row") {
-            let ended: DateTime<Utc> = row.try_get(1).expect("ended_at");
-            write_row(
-                &mut out,
-                row.try_get(0).expect("call_id"),
-                ended,
-                row.try_get(2).expect("duration_seconds"),
-                row.try_get(3).expect("picked_by"),
-                row.try_get(4).expect("direction"),
-                row.try_get(5).expect("waba_number"),
-            );
-            rows += 1;
-        }
+        read_all!(&mut conn);
     }
     out.flush().expect("flush");
     let bytes = out.into_inner().map_err(|_| "flush").expect("sink").0;

@@ -410,6 +410,18 @@ pub struct Cursor {
     pub id: i64,
 }
 
+impl OrderField {
+    /// The call field the list is ordered by.
+    pub fn field(self) -> CallField {
+        match self {
+            OrderField::EndedAt => CallField::EndedAt,
+            OrderField::StartedAt => CallField::StartedAt,
+            OrderField::DurationSeconds => CallField::DurationSeconds,
+            OrderField::ReceivedAt => CallField::ReceivedAt,
+        }
+    }
+}
+
 impl CallOrder {
     /// `FIELD:DIRECTION` (`endedAt:DESC`), spelled out so no rename moves it.
     pub fn label(&self) -> String {

@@ -123,14 +123,8 @@ impl Store {
             });
         }
         // The ordering's column is read whatever else is: the cursors are made of it.
-        let sort_field = match order.field {
-            OrderField::EndedAt => CallField::EndedAt,
-            OrderField::StartedAt => CallField::StartedAt,
-            OrderField::DurationSeconds => CallField::DurationSeconds,
-            OrderField::ReceivedAt => CallField::ReceivedAt,
-        };
         let fields = PageFields {
-            only: fields.only.map(|only| only.with(sort_field)),
+            only: fields.only.map(|only| only.with(order.field.field())),
             ..fields
         };
         let column = order_column(order.field);

@@ -75,7 +75,7 @@ impl Store {
 /// answers). A reader lives for one request, so a page, its count and its statistics look a
 /// name up once and agree on it; a new customer's name is seen by the next request.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct NameLookups(Arc<Mutex<HashMap<String, Option<Vec<String>>>>>);
+pub(super) struct NameLookups(Arc<Mutex<HashMap<String, Option<Vec<String>>>>>);
 
 impl NameLookups {
     fn get(&self, name: &str) -> Option<Option<Vec<String>>> {

@@ -61,7 +61,7 @@ pub struct Store {
     /// A reader's name lookups, kept for the reader's life (one request): its page, count
     /// and statistics see the same customers for a name, looked up once. `None` outside a
     /// [`reader::Reader`].
-    pub(crate) names: Option<filter::NameLookups>,
+    names: Option<filter::NameLookups>,
 }
 
 /// Size of the write [`Store::probe_write`] commits: a delivery's body is kept twice (the log
