@@ -25,8 +25,24 @@ fn name_of(customer: usize, call: usize) -> String {
         253 if call.is_multiple_of(2) => "Ravi Kumar".into(),
         253 => "Ravi K. Menon".into(),
         254 => "Anaïs Dubois".into(),
+        255 => long_name(),
         c => format!("Zoë Xu {c}"),
     }
+}
+
+/// A name of 6 000 letters that do not repeat or compress: more than any B-tree entry holds
+/// (PostgreSQL's stop at 2 704 bytes), as a sender may send it.
+fn long_name() -> String {
+    let mut state: u32 = 0x9e37_79b9;
+    let letters: String = (0..6000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    format!("Long {letters}")
 }
 
 fn calls() -> Vec<GenCall> {
@@ -88,7 +104,8 @@ async fn a_name_search_finds_exactly_the_calls_whose_name_holds_the_text_by_ever
             "zoë xu 25",
             "nobody at all",
         ];
-        for text in searches {
+        let inside_the_long_name = long_name()[3000..3012].to_owned();
+        for text in searches.into_iter().chain([inside_the_long_name.as_str()]) {
             let needle = text.to_lowercase();
             let expected: BTreeSet<String> = sent
                 .iter()
@@ -143,6 +160,7 @@ async fn a_name_search_finds_exactly_the_calls_whose_name_holds_the_text_by_ever
                 .len()
         };
         assert!(customers("shah") > 200 && customers("client 12") < 20);
+        assert_eq!(customers(&inside_the_long_name), 1);
         assert_eq!(customers("nobody at all"), 0);
     })
     .await;
