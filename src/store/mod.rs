@@ -62,11 +62,18 @@ pub struct Store {
     /// and statistics see the same customers for a name, looked up once. `None` outside a
     /// [`reader::Reader`].
     names: Option<filter::NameLookups>,
+    /// SQLite only: the database's file, whose file system's free space `probe_write` checks.
+    file: Option<Arc<std::path::PathBuf>>,
 }
 
 /// Size of the write [`Store::probe_write`] commits: a delivery's body is kept twice (the log
 /// row and its event's raw payload), up to 256 KiB each.
 const PROBE_BYTES: usize = 512 * 1024;
+
+/// Least free space beside a database file for [`Store::probe_write`] to say it takes
+/// writes: a delivery's largest write (its body twice, the customer's name twice more, their
+/// indexes) with room to spare.
+const FREE_SPACE_FLOOR: u64 = 2 * 1024 * 1024;
 
 /// How a store is opened.
 #[derive(Clone, Copy, Debug)]
@@ -119,12 +126,14 @@ impl Store {
         let checkpointer = dialect
             .checkpoints_beside_the_writer()
             .then(|| Arc::new(Checkpointer::start(db.clone())));
+        let file = dialect.database_file(&writer).await?.map(Arc::new);
         Ok(Store {
             db,
             writer,
             dialect,
             checkpointer,
             names: None,
+            file,
         })
     }
 
@@ -157,16 +166,36 @@ impl Store {
         self.dialect.backend()
     }
 
-    /// Applies pending migrations (see [`Dialect::migrate`]).
+    /// Applies pending migrations (see [`Dialect::migrate`]). What a retry can fix is tried
+    /// again for up to [`MIGRATION_PATIENCE`]: another instance starting on the same new
+    /// database holds SQLite's write lock (or PostgreSQL's advisory lock) for as long as its
+    /// own migration takes, which on a loaded machine is longer than one busy timeout.
     pub async fn migrate(&self) -> Result<(), AppError> {
-        self.dialect.migrate(&self.writer).await
+        let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
+        loop {
+            match self.dialect.migrate(&self.writer).await {
+                Err(AppError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(reason = %why, "the database is busy; migrating again shortly");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Commits a one-row write (`write_probe`) through the same kind of transaction the webhook
     /// writer uses, as large as the largest delivery writes ([`PROBE_BYTES`] of random bytes, so
     /// no page or compression makes it smaller): `Ok` means the database takes such a write
     /// right now. A small write can still fit where a delivery's no longer does.
+    ///
+    /// A database in a file is first held to [`FREE_SPACE_FLOOR`] of free space on its file
+    /// system: SQLite reuses its write-ahead log's room once a checkpoint has copied it, so
+    /// on a full disk a probe can fit where the next delivery will not, and a server whose
+    /// last delivery was refused for a full disk would say it is ready again.
     pub async fn probe_write(&self) -> Result<(), AppError> {
+        if let Some(file) = &self.file {
+            dialect::room_beside(file, FREE_SPACE_FLOOR)?;
+        }
         let mut filler = vec![0u8; PROBE_BYTES];
         rand::Rng::fill(&mut rand::rng(), filler.as_mut_slice());
         let p = |i| self.dialect.placeholder(i);
@@ -332,6 +361,10 @@ pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[
     })
 }
 
+/// How long start-up waits for a database that is busy (another instance migrating it, or
+/// creating it from the template) before giving up.
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Creates the database a PostgreSQL URL names, through the server's `postgres` database.
 /// Another instance creating it at the same moment is not an error.
 async fn create_postgres_database(url: &str) -> Result<(), AppError> {
@@ -356,20 +389,23 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
         format!("{}/postgres?{query}", &base[..slash])
     };
     let admin = Database::connect(maintenance).await.map_err(db_error)?;
-    // `55006`: another `CREATE DATABASE` is copying the template at this moment; it is over in
-    // milliseconds, so try again a few times.
-    let mut created = Err(DbErr::Custom("not tried".into()));
-    for _ in 0..20 {
-        created = admin
+    // `55006`: another `CREATE DATABASE` is copying the template at this moment (well under a
+    // second on a quiet server, seconds on a busy one: it checkpoints), so try again.
+    let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
+    let created = loop {
+        let created = admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
             .await;
         match &created {
-            Err(e) if database_code(e).as_deref() == Some("55006") => {
+            Err(e)
+                if database_code(e).as_deref() == Some("55006")
+                    && tokio::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            _ => break,
+            _ => break created,
         }
-    }
+    };
     let _ = admin.close().await;
     match created {
         Ok(_) => {

@@ -8,6 +8,7 @@ mod postgres;
 mod sqlite;
 
 pub(crate) use postgres::statement_timeout as postgres_statement_timeout;
+pub(crate) use sqlite::room_beside;
 pub(crate) use sqlite::statement_deadline as sqlite_statement_deadline;
 
 use std::collections::HashSet;
@@ -83,6 +84,18 @@ impl Dialect {
     }
 
     // Operations: readiness, pool use, backups.
+
+    /// The file the database lives in: SQLite's main file (`None` for a database in memory).
+    /// PostgreSQL's disk is its server's, and its own errors say when it is full.
+    pub(crate) async fn database_file(
+        self,
+        db: &DatabaseConnection,
+    ) -> Result<Option<std::path::PathBuf>, sea_orm::DbErr> {
+        match self {
+            Dialect::Sqlite => sqlite::database_file(db).await,
+            Dialect::Postgres => Ok(None),
+        }
+    }
 
     /// Whether the database accepts a write right now; the reason when it does not.
     /// SQLite: a write as large as a delivery's commits ([`crate::store::Store::probe_write`]).

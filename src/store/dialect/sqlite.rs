@@ -106,6 +106,39 @@ pub(super) const CUSTOMERS_NAMED: &str = "SELECT n.customer_digits FROM customer
 pub(super) const CUSTOMERS_NAMED_SHORT: &str = "SELECT customer_digits FROM customer_names \
      WHERE name LIKE ?1 ESCAPE '\\' LIMIT ?2";
 
+/// The main database's file, as SQLite opened it (`None` in memory, where it has no name).
+pub(super) async fn database_file(
+    db: &DatabaseConnection,
+) -> Result<Option<std::path::PathBuf>, sea_orm::DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "SELECT file FROM pragma_database_list WHERE name = 'main'",
+        ))
+        .await?;
+    let file: Option<String> = match row {
+        Some(row) => row.try_get("", "file")?,
+        None => None,
+    };
+    Ok(file.filter(|f| !f.is_empty()).map(std::path::PathBuf::from))
+}
+
+/// `Err` (unavailable, "disk is full") when the file system holding `file` has less than
+/// `floor` bytes free for calltrail's user; `Ok` when it has, or when it cannot be asked (the
+/// write that follows then finds out).
+pub(crate) fn room_beside(file: &std::path::Path, floor: u64) -> Result<(), AppError> {
+    let Ok(fs) = rustix::fs::statvfs(file) else {
+        return Ok(());
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if free < floor {
+        return Err(AppError::Unavailable(format!(
+            "database or disk is full: {free} bytes free beside the database, under the {floor} it needs"
+        )));
+    }
+    Ok(())
+}
+
 /// In one `BEGIN IMMEDIATE` transaction: the write lock makes two processes starting at once on
 /// one file take turns (the second finds the migrations applied), instead of both recording
 /// the same migration.
