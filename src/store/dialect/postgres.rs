@@ -53,7 +53,8 @@ pub(super) const AFTER_BULK_LOAD: &[&str] = &[
     // The loaders ran at once, so a customer first seen by both has its name listed twice.
     "DELETE FROM customer_names a USING customer_names b WHERE a.id > b.id \
      AND a.customer_digits = b.customer_digits AND a.name = b.name",
-    "ANALYZE customer_names",
+    // `VACUUM` also merges the names' trigram index's pending entries.
+    "VACUUM (ANALYZE) customer_names",
     "VACUUM (ANALYZE) calls",
     "ANALYZE call_events",
     "ANALYZE call_buckets",
