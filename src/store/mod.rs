@@ -63,7 +63,7 @@ pub struct Store {
     /// [`reader::Reader`].
     names: Option<filter::NameLookups>,
     /// SQLite only: the database's file, whose file system's free space `probe_write` checks.
-    file: Option<Arc<std::path::PathBuf>>,
+    file: Option<Arc<std::path::Path>>,
 }
 
 /// Size of the write [`Store::probe_write`] commits: a delivery's body is kept twice (the log
@@ -126,7 +126,7 @@ impl Store {
         let checkpointer = dialect
             .checkpoints_beside_the_writer()
             .then(|| Arc::new(Checkpointer::start(db.clone())));
-        let file = dialect.database_file(&writer).await?.map(Arc::new);
+        let file = dialect.database_file(&writer).await?.map(Arc::from);
         Ok(Store {
             db,
             writer,
@@ -171,16 +171,12 @@ impl Store {
     /// database holds SQLite's write lock (or PostgreSQL's advisory lock) for as long as its
     /// own migration takes, which on a loaded machine is longer than one busy timeout.
     pub async fn migrate(&self) -> Result<(), AppError> {
-        let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
-        loop {
-            match self.dialect.migrate(&self.writer).await {
-                Err(AppError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
-                    tracing::info!(reason = %why, "the database is busy; migrating again shortly");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                other => return other,
-            }
-        }
+        patiently(
+            Duration::from_millis(250),
+            |e| matches!(e, AppError::Unavailable(_)),
+            || self.dialect.migrate(&self.writer),
+        )
+        .await
     }
 
     /// Commits a one-row write (`write_probe`) through the same kind of transaction the webhook
@@ -365,6 +361,25 @@ pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[
 /// creating it from the template) before giving up.
 const MIGRATION_PATIENCE: Duration = Duration::from_secs(60);
 
+/// `attempt` again, `pause` after each failure `busy` says a retry can fix, for up to
+/// [`MIGRATION_PATIENCE`]; then its last answer.
+async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    pause: Duration,
+    busy: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E> {
+    let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
+    loop {
+        match attempt().await {
+            Err(e) if busy(&e) && tokio::time::Instant::now() < deadline => {
+                tracing::info!(reason = %e, "the database is busy; trying again shortly");
+                tokio::time::sleep(pause).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// Creates the database a PostgreSQL URL names, through the server's `postgres` database.
 /// Another instance creating it at the same moment is not an error.
 async fn create_postgres_database(url: &str) -> Result<(), AppError> {
@@ -391,21 +406,13 @@ async fn create_postgres_database(url: &str) -> Result<(), AppError> {
     let admin = Database::connect(maintenance).await.map_err(db_error)?;
     // `55006`: another `CREATE DATABASE` is copying the template at this moment (well under a
     // second on a quiet server, seconds on a busy one: it checkpoints), so try again.
-    let deadline = tokio::time::Instant::now() + MIGRATION_PATIENCE;
-    let created = loop {
-        let created = admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await;
-        match &created {
-            Err(e)
-                if database_code(e).as_deref() == Some("55006")
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => break created,
-        }
-    };
+    let create = format!("CREATE DATABASE \"{name}\"");
+    let created = patiently(
+        Duration::from_millis(100),
+        |e| database_code(e).as_deref() == Some("55006"),
+        || admin.execute_unprepared(&create),
+    )
+    .await;
     let _ = admin.close().await;
     match created {
         Ok(_) => {
